@@ -1,0 +1,3 @@
+"""Viewfinder: a self-hosted image intelligence service."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,1 @@
+"""The HTTP adapter: FastAPI routes that parse, call one service method and render."""

@@ -1,0 +1,46 @@
+"""The FastAPI application factory. Nothing happens at import time: ``create_app(settings)``."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+from starlette.concurrency import run_in_threadpool
+
+import viewfinder
+from viewfinder.api.errors import install_error_handlers
+from viewfinder.api.middleware import RequestLogMiddleware
+from viewfinder.api.routes import analysis
+from viewfinder.api.uploads import BodySizeLimitMiddleware
+from viewfinder.container import Services
+from viewfinder.settings import Settings
+
+
+def create_app(settings: Settings, services: Services | None = None) -> FastAPI:
+    """Build the app. ``services`` lets a caller share already-built services (tests, CLI);
+    otherwise they are built from ``settings`` and closed at shutdown."""
+    owned = services is None
+    built = services or Services.build(settings)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        await run_in_threadpool(built.start)
+        try:
+            yield
+        finally:
+            if owned:
+                await run_in_threadpool(built.close)
+
+    app = FastAPI(
+        title="Viewfinder",
+        version=viewfinder.__version__,
+        description="Self-hosted image intelligence: analysis, search, faces, classification.",
+        lifespan=lifespan,
+    )
+    app.state.services = built
+    install_error_handlers(app)
+    app.include_router(analysis.router)
+    app.add_middleware(BodySizeLimitMiddleware, max_upload_bytes=settings.max_upload_bytes)
+    app.add_middleware(RequestLogMiddleware)
+    return app

@@ -1,0 +1,86 @@
+"""Seed 000's analysis surface: /analyze_image/, /analyze_image_upload/, /available_operations/."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, File, Form, Request, Response, UploadFile
+from starlette.concurrency import run_in_threadpool
+
+from viewfinder.analysis.operations import OPERATIONS
+from viewfinder.analysis.results import AnalysisReport, Task, response_payload
+from viewfinder.analysis.service import check_unique_ids
+from viewfinder.analysis.tasks import TaskIn, parse_tasks_json
+from viewfinder.api.schemas_analysis import (
+    AnalyzeImageRequest,
+    AnalyzeImageResponse,
+    AvailableOperationsResponse,
+    OperationInfo,
+)
+from viewfinder.api.uploads import read_upload
+from viewfinder.container import Services
+
+router = APIRouter(tags=["analysis (seed 000)"])
+
+
+def _services(request: Request) -> Services:
+    services: Services = request.app.state.services
+    return services
+
+
+def _tasks(tasks: list[TaskIn]) -> list[Task]:
+    return [t.to_task() for t in tasks]
+
+
+def _render(image_url: str, report: AnalysisReport, response: Response) -> AnalyzeImageResponse:
+    response.headers["Server-Timing"] = ", ".join(
+        f"{name.replace(' ', '_')};dur={seconds * 1000:.1f}"
+        for name, seconds in report.timings.items()
+        if name.isascii() and name.replace("_", "").replace("-", "").isalnum()
+    )
+    return AnalyzeImageResponse.model_validate(response_payload(image_url, report))
+
+
+@router.post("/analyze_image/", response_model=AnalyzeImageResponse)
+async def analyze_image(
+    body: AnalyzeImageRequest, request: Request, response: Response
+) -> AnalyzeImageResponse:
+    """Analyse the image at ``image_url`` with every task; results keyed by ``operation_id``."""
+    service = _services(request).analysis
+    tasks = _tasks(body.tasks)
+    check_unique_ids(tasks)  # before the download: a bad request costs nothing
+    image = await run_in_threadpool(service.image_from_url, body.image_url)
+    report = await run_in_threadpool(service.analyze, image, tasks)
+    return _render(body.image_url, report, response)
+
+
+@router.post("/analyze_image_upload/", response_model=AnalyzeImageResponse)
+async def analyze_image_upload(
+    image_file: Annotated[UploadFile, File(description="The image to analyse.")],
+    tasks_json: Annotated[str, Form(description="The tasks array as a JSON string.")],
+    request: Request,
+    response: Response,
+) -> AnalyzeImageResponse:
+    """Analyse an uploaded image; ``tasks_json`` has the same structure as ``tasks``."""
+    services = _services(request)
+    tasks = parse_tasks_json(tasks_json)
+    check_unique_ids(tasks)
+    data = await read_upload(image_file, services.settings.max_upload_bytes)
+    image = await run_in_threadpool(services.analysis.image_from_bytes, data)
+    report = await run_in_threadpool(services.analysis.analyze, image, tasks)
+    return _render(f"uploaded:{image_file.filename or 'file'}", report, response)
+
+
+@router.get("/available_operations/", response_model=AvailableOperationsResponse)
+async def available_operations() -> AvailableOperationsResponse:
+    """Every operation with its description, allowed targets and default target."""
+    return AvailableOperationsResponse(
+        operations={
+            op.value: OperationInfo(
+                description=spec.description,
+                allowed_targets=[t.value for t in spec.allowed_targets],
+                default_target=spec.default_target.value,
+            )
+            for op, spec in OPERATIONS.items()
+        }
+    )

@@ -1,0 +1,1 @@
+"""Per-collection binary classifiers over stored embeddings (seed 000's ``classify``)."""

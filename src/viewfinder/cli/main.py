@@ -1,0 +1,156 @@
+"""``viewfinder``: serve the API, manage models, analyse one image from the shell."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from viewfinder.analysis.results import Task
+from viewfinder.errors import InvalidInputError, ViewfinderError
+from viewfinder.settings import Settings
+
+app = typer.Typer(no_args_is_help=True, help="Viewfinder: self-hosted image intelligence.")
+models_app = typer.Typer(no_args_is_help=True, help="List and fetch the configured models.")
+app.add_typer(models_app, name="models")
+
+
+def _settings() -> Settings:
+    try:
+        return Settings()
+    except ValueError as exc:
+        typer.echo(f"invalid configuration: {exc}", err=True)
+        raise typer.Exit(2) from None
+
+
+def _fail(error: Exception) -> typer.Exit:
+    typer.echo(f"error: {error}", err=True)
+    return typer.Exit(1)
+
+
+@app.command()
+def serve(
+    host: Annotated[str | None, typer.Option(help="Bind address (VIEWFINDER_HOST).")] = None,
+    port: Annotated[int | None, typer.Option(help="Port (VIEWFINDER_PORT).")] = None,
+) -> None:
+    """Run the HTTP API (OpenAPI docs at /docs)."""
+    import uvicorn
+
+    from viewfinder.api.app import create_app
+    from viewfinder.logging_setup import configure_logging
+
+    settings = _settings()
+    configure_logging(settings.log_level)
+    try:
+        api = create_app(settings)
+    except ViewfinderError as exc:
+        raise _fail(exc) from None
+    uvicorn.run(
+        api,
+        host=host or settings.host,
+        port=port or settings.port,
+        log_level=settings.log_level.lower(),
+    )
+
+
+@models_app.command("list")
+def models_list() -> None:
+    """Each model: its setting, its source, and whether a local copy is available."""
+    from viewfinder.models.registry import model_entries
+
+    settings = _settings()
+    offline = settings.model_copy(update={"offline": True})
+    for name, entry in model_entries(settings, "cpu").items():
+        try:
+            where = str(entry.resolve(offline))
+            state = "available"
+        except ViewfinderError:
+            where, state = "-", "missing (run `viewfinder models pull`)"
+        typer.echo(f"{name:16} {entry.source.env_var}={entry.source.spec}")
+        typer.echo(f"{'':16} {state}: {where}")
+
+
+@models_app.command("pull")
+def models_pull(
+    names: Annotated[
+        list[str] | None, typer.Argument(help="Models to fetch (default: all).")
+    ] = None,
+) -> None:
+    """Download the configured models into the model cache, ahead of time."""
+    from viewfinder.models.registry import model_entries
+
+    settings = _settings()
+    entries = model_entries(settings, "cpu")
+    unknown = sorted(set(names or []) - set(entries))
+    if unknown:
+        typer.echo(f"unknown models {unknown}; known: {sorted(entries)}", err=True)
+        raise typer.Exit(2)
+    failed = 0
+    for name in names or list(entries):
+        try:
+            typer.echo(f"{name}: {entries[name].resolve(settings)}")
+        except ViewfinderError as exc:
+            failed += 1
+            typer.echo(f"{name}: FAILED: {exc}", err=True)
+    if failed:
+        raise typer.Exit(1)
+
+
+@app.command()
+def analyze(
+    image: Annotated[str, typer.Argument(help="A local image path or an http(s) URL.")],
+    task: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--task",
+            "-t",
+            help="An operation, optionally with a target: TYPE[:TARGET]. Repeatable.",
+        ),
+    ] = None,
+    tasks_json: Annotated[
+        str | None, typer.Option(help="The tasks array as JSON, as the API takes it.")
+    ] = None,
+) -> None:
+    """Analyse one image and print the same JSON as POST /analyze_image/."""
+    from viewfinder.analysis.results import response_payload
+    from viewfinder.container import Services
+
+    settings = _settings()
+    try:
+        tasks = _cli_tasks(task or [], tasks_json)
+        services = Services.build(settings)
+        try:
+            if image.startswith(("http://", "https://")):
+                picture = services.analysis.image_from_url(image)
+            else:
+                picture = services.analysis.image_from_bytes(_read_file(Path(image)))
+            report = services.analysis.analyze(picture, tasks)
+        finally:
+            services.close()
+    except ViewfinderError as exc:
+        raise _fail(exc) from None
+    json.dump(response_payload(image, report), sys.stdout)
+    sys.stdout.write("\n")
+
+
+def _read_file(path: Path) -> bytes:
+    try:
+        return path.read_bytes()
+    except OSError as exc:
+        raise InvalidInputError(f"cannot read {path}: {exc.strerror}") from None
+
+
+def _cli_tasks(specs: list[str], tasks_json: str | None) -> list[Task]:
+    from viewfinder.analysis.tasks import parse_tasks_json
+
+    tasks = parse_tasks_json(tasks_json) if tasks_json else []
+    for spec in specs:
+        kind, _, target = spec.partition(":")
+        params = {"target": target} if target else {}
+        tasks.append(Task(spec.replace(":", "_"), kind, params))
+    if not tasks:
+        raise InvalidInputError("give at least one --task TYPE[:TARGET] or --tasks-json")
+    return tasks

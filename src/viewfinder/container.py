@@ -1,0 +1,57 @@
+"""Wiring: builds the core services once from the settings, for the API, the CLI and workers."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+import torch
+
+from viewfinder.analysis.service import AnalysisService
+from viewfinder.classifiers.store import ClassifierStore
+from viewfinder.imaging.fetch import FetchPolicy
+from viewfinder.models.registry import ModelEntry, batch_policy, factories, model_entries
+from viewfinder.runtime.device import select_device
+from viewfinder.runtime.pool import ModelPool
+from viewfinder.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Services:
+    settings: Settings
+    device: str
+    models: dict[str, ModelEntry]
+    pool: ModelPool
+    classifiers: ClassifierStore
+    analysis: AnalysisService
+
+    @classmethod
+    def build(cls, settings: Settings) -> Services:
+        """Choose the device (failing loudly if a required GPU is missing); load nothing yet."""
+        if settings.torch_threads:
+            torch.set_num_threads(settings.torch_threads)
+        device = select_device(settings)
+        models = model_entries(settings, device)
+        pool = ModelPool(
+            factories(models, settings), batch_policy(settings), settings.model_idle_ttl_s
+        )
+        classifiers = ClassifierStore(settings.classifier_dir)
+        analysis = AnalysisService(
+            pool, classifiers, FetchPolicy.from_settings(settings), settings.max_image_pixels
+        )
+        return cls(settings, device, models, pool, classifiers, analysis)
+
+    def start(self) -> None:
+        """Load the preload list (failing start-up if one cannot load) and start idle unloading."""
+        unknown = sorted(set(self.settings.preload) - set(self.models))
+        if unknown:
+            raise ValueError(
+                f"VIEWFINDER_PRELOAD names unknown models {unknown}; known: {sorted(self.models)}"
+            )
+        self.pool.preload(self.settings.preload)
+        self.pool.start_reaper()
+
+    def close(self) -> None:
+        self.pool.close()

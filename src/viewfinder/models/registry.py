@@ -1,0 +1,125 @@
+"""The model registry: every model the service can load, where its files come from (which setting
+names them) and how to build it. Read top to bottom; nothing is loaded until the pool asks."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from viewfinder.models.base import BatchModel
+from viewfinder.runtime.batcher import BatchPolicy
+from viewfinder.runtime.device import inference_dtype
+from viewfinder.runtime.sources import ModelSource, resolve
+from viewfinder.settings import Settings
+
+MTCNN_FILES = ("pnet.pt", "rnet.pt", "onet.pt")
+
+
+@dataclass(frozen=True)
+class ModelEntry:
+    name: str
+    description: str
+    source: ModelSource
+    files: tuple[str, ...]  # files needed from a folder source
+    build: Callable[[Path], BatchModel[Any, Any, Any]]
+
+    def resolve(self, settings: Settings) -> Path:
+        return resolve(self.source, settings, self.files)
+
+
+def model_entries(settings: Settings, device: str) -> dict[str, ModelEntry]:
+    """Every model, keyed by the name the pool and ``viewfinder models`` use."""
+    dtype = inference_dtype(device)
+
+    def clip_image(path: Path) -> BatchModel[Any, Any, Any]:
+        from viewfinder.models.clip import ClipImageEncoder
+
+        return ClipImageEncoder(path, device, dtype)
+
+    def clip_text(path: Path) -> BatchModel[Any, Any, Any]:
+        from viewfinder.models.clip import ClipTextEncoder
+
+        return ClipTextEncoder(path, device, dtype)
+
+    def dino(path: Path) -> BatchModel[Any, Any, Any]:
+        from viewfinder.models.dino import DinoEncoder
+
+        return DinoEncoder(path, device, dtype)
+
+    def caption(path: Path) -> BatchModel[Any, Any, Any]:
+        from viewfinder.models.caption import BlipCaptioner
+
+        return BlipCaptioner(path, device, dtype)
+
+    def person_detector(path: Path) -> BatchModel[Any, Any, Any]:
+        from viewfinder.models.yolox import YoloxPersonDetector
+
+        return YoloxPersonDetector(path, min_score=settings.person_min_score)
+
+    def face_detector(path: Path) -> BatchModel[Any, Any, Any]:
+        if settings.face_detector == "mtcnn":
+            from viewfinder.models.mtcnn import MtcnnFaceDetector
+
+            return MtcnnFaceDetector(path, min_score=settings.face_min_score, device=device)
+        from viewfinder.models.yunet import YunetFaceDetector
+
+        return YunetFaceDetector(path, min_score=settings.face_min_score)
+
+    face_setting = "mtcnn_model" if settings.face_detector == "mtcnn" else "yunet_model"
+    entries = [
+        ModelEntry(
+            "clip_image",
+            "CLIP image tower",
+            _src("clip_image", "clip_model", settings),
+            (),
+            clip_image,
+        ),
+        ModelEntry(
+            "clip_text", "CLIP text tower", _src("clip_text", "clip_model", settings), (), clip_text
+        ),
+        ModelEntry("dinov2", "DINOv2 encoder", _src("dinov2", "dinov2_model", settings), (), dino),
+        ModelEntry("dinov3", "DINOv3 encoder", _src("dinov3", "dinov3_model", settings), (), dino),
+        ModelEntry(
+            "caption", "BLIP captioner", _src("caption", "caption_model", settings), (), caption
+        ),
+        ModelEntry(
+            "person_detector",
+            "YOLOX person detector (ONNX Runtime)",
+            _src("person_detector", "person_detector_model", settings),
+            (),
+            person_detector,
+        ),
+        ModelEntry(
+            "face_detector",
+            f"{settings.face_detector} face detector",
+            _src("face_detector", face_setting, settings),
+            MTCNN_FILES if settings.face_detector == "mtcnn" else (),
+            face_detector,
+        ),
+    ]
+    return {entry.name: entry for entry in entries}
+
+
+def _src(name: str, setting: str, settings: Settings) -> ModelSource:
+    return ModelSource(name, setting, str(getattr(settings, setting)))
+
+
+def factories(
+    entries: dict[str, ModelEntry], settings: Settings
+) -> dict[str, Callable[[], BatchModel[Any, Any, Any]]]:
+    """Pool factories: resolve the files (downloading if allowed), then build the model."""
+
+    def factory(entry: ModelEntry) -> Callable[[], BatchModel[Any, Any, Any]]:
+        return lambda: entry.build(entry.resolve(settings))
+
+    return {name: factory(entry) for name, entry in entries.items()}
+
+
+def batch_policy(settings: Settings) -> BatchPolicy:
+    return BatchPolicy(
+        max_batch_size=settings.batch_max_size,
+        max_wait_s=settings.batch_max_wait_ms / 1000.0,
+        queue_limit=settings.batch_queue_limit,
+    )

@@ -1,0 +1,1 @@
+"""Who executes models: devices, model sources, the micro-batcher and the model pool."""

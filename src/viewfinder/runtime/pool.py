@@ -1,0 +1,157 @@
+"""The model pool: lazy loading behind a per-model lock, a preload list, a warm-up pass, one
+micro-batcher per loaded model, and unloading after an idle TTL."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from viewfinder.errors import ModelUnavailableError, ViewfinderError
+from viewfinder.models.base import BatchModel
+from viewfinder.runtime.batcher import BatchPolicy, MicroBatcher
+
+log = logging.getLogger(__name__)
+
+ModelFactory = Callable[[], BatchModel[Any, Any, Any]]
+
+# A model that failed to load is not retried on every request (a gated or missing model would
+# otherwise cost a hub round-trip per task); the error is remembered this long.
+FAILURE_MEMORY_S = 60.0
+
+
+@dataclass
+class LoadedModel:
+    name: str
+    model: BatchModel[Any, Any, Any]
+    batcher: MicroBatcher
+    load_seconds: float
+    last_used: float = field(default_factory=time.monotonic)
+
+    def run(self, item: Any) -> Any:
+        """preprocess here, forward in a batch on the batcher's thread, postprocess here."""
+        self.last_used = time.monotonic()
+        prepared = self.model.preprocess(item)
+        raw = self.batcher.submit(prepared).result()
+        return self.model.postprocess(raw, prepared)
+
+
+class ModelPool:
+    """Owns every loaded model of the process. Thread-safe."""
+
+    def __init__(
+        self,
+        factories: Mapping[str, ModelFactory],
+        policy: BatchPolicy,
+        idle_ttl_s: float,
+        policies: Mapping[str, BatchPolicy] | None = None,
+    ) -> None:
+        self._factories = dict(factories)
+        self._policy = policy
+        self._policies = dict(policies or {})
+        self._idle_ttl_s = idle_ttl_s
+        self._loaded: dict[str, LoadedModel] = {}
+        self._failures: dict[str, tuple[float, ViewfinderError]] = {}
+        self._locks = {name: threading.Lock() for name in self._factories}
+        self._guard = threading.Lock()
+        self._stop = threading.Event()
+        self._reaper: threading.Thread | None = None
+
+    @property
+    def names(self) -> list[str]:
+        return sorted(self._factories)
+
+    def loaded(self) -> list[str]:
+        with self._guard:
+            return sorted(self._loaded)
+
+    def run(self, name: str, item: Any) -> Any:
+        return self.get(name).run(item)
+
+    def get(self, name: str) -> LoadedModel:
+        if name not in self._factories:
+            raise KeyError(f"unknown model {name!r}; known: {', '.join(self.names)}")
+        with self._guard:
+            loaded = self._loaded.get(name)
+        if loaded is not None:
+            return loaded
+        with self._locks[name]:  # one loader per model; others wait for it
+            with self._guard:
+                loaded = self._loaded.get(name)
+                failure = self._failures.get(name)
+            if loaded is not None:
+                return loaded
+            if failure is not None and time.monotonic() - failure[0] < FAILURE_MEMORY_S:
+                raise failure[1]
+            loaded = self._load(name)
+            with self._guard:
+                self._loaded[name] = loaded
+                self._failures.pop(name, None)
+            return loaded
+
+    def _load(self, name: str) -> LoadedModel:
+        started = time.monotonic()
+        try:
+            model = self._factories[name]()
+        except ViewfinderError as exc:
+            with self._guard:
+                self._failures[name] = (time.monotonic(), exc)
+            raise
+        except Exception as exc:  # a broken file must not surface as a 500 per request
+            error = ModelUnavailableError(f"model {name!r} failed to load: {exc}")
+            with self._guard:
+                self._failures[name] = (time.monotonic(), error)
+            raise error from exc
+        policy = self._policies.get(name, self._policy)
+        batcher = MicroBatcher(name, model.forward, policy)
+        loaded = LoadedModel(name, model, batcher, 0.0)
+        try:
+            loaded.run(model.warmup_item())
+        except Exception:
+            batcher.close()
+            raise
+        loaded.load_seconds = time.monotonic() - started
+        log.info("loaded model %s in %.2fs (warm-up included)", name, loaded.load_seconds)
+        return loaded
+
+    def preload(self, names: Iterable[str]) -> None:
+        for name in names:
+            self.get(name)
+
+    def unload(self, name: str) -> bool:
+        with self._locks[name], self._guard:
+            loaded = self._loaded.pop(name, None)
+        if loaded is None:
+            return False
+        loaded.batcher.close()
+        log.info("unloaded model %s", name)
+        return True
+
+    def unload_idle(self, now: float | None = None) -> list[str]:
+        now = time.monotonic() if now is None else now
+        with self._guard:
+            idle = [n for n, m in self._loaded.items() if now - m.last_used > self._idle_ttl_s]
+        return [name for name in idle if self.unload(name)]
+
+    def start_reaper(self, interval_s: float | None = None) -> None:
+        """Unload idle models in the background (checks every ``interval_s``)."""
+        if self._reaper is not None or self._idle_ttl_s <= 0:
+            return
+        interval = interval_s if interval_s is not None else max(1.0, self._idle_ttl_s / 4)
+
+        def loop() -> None:
+            while not self._stop.wait(interval):
+                self.unload_idle()
+
+        self._reaper = threading.Thread(target=loop, name="model-reaper", daemon=True)
+        self._reaper.start()
+
+    def close(self) -> None:
+        self._stop.set()
+        if self._reaper is not None:
+            self._reaper.join()
+        for name in self.loaded():
+            self.unload(name)

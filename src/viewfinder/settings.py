@@ -1,0 +1,117 @@
+"""The one settings object, built once in the entry point and passed down.
+
+Every field reads ``VIEWFINDER_<NAME>``; fields that a seed system configured under another name
+also accept that name (``IMAGE_EMBED_DEVICE``, ``CLIP_MODEL_NAME``, ...) so its users keep their
+configuration.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Literal
+
+from pydantic import AliasChoices, Field, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+DEFAULT_YOLOX_URL = (
+    "https://github.com/Megvii-BaseDetection/YOLOX/releases/download/0.1.1rc0/yolox_s.onnx"
+)
+DEFAULT_YUNET_URL = (
+    "https://github.com/opencv/opencv_zoo/raw/main/models/face_detection_yunet/"
+    "face_detection_yunet_2023mar.onnx"
+)
+DEFAULT_MTCNN_URL = "https://github.com/timesler/facenet-pytorch/raw/master/data/"
+
+
+def _env(name: str, *aliases: str) -> AliasChoices:
+    return AliasChoices(f"VIEWFINDER_{name}", *aliases)
+
+
+def _split_csv(value: object) -> object:
+    if isinstance(value, str):
+        return [part.strip() for part in value.split(",") if part.strip()]
+    return value
+
+
+class Settings(BaseSettings):
+    """Configuration of one Viewfinder process. See the README's configuration table."""
+
+    model_config = SettingsConfigDict(extra="ignore", populate_by_name=True, frozen=True)
+
+    # --- where things live -------------------------------------------------------------------
+    data_dir: Path = Field(Path("./viewfinder-data"), validation_alias=_env("DATA_DIR"))
+    models_dir: Path | None = Field(None, validation_alias=_env("MODELS_DIR"))
+    classifiers_dir: Path | None = Field(None, validation_alias=_env("CLASSIFIERS_DIR"))
+
+    # --- HTTP server ---------------------------------------------------------------------------
+    host: str = Field("127.0.0.1", validation_alias=_env("HOST"))
+    port: int = Field(8000, validation_alias=_env("PORT"))
+    log_level: str = Field("INFO", validation_alias=_env("LOG_LEVEL", "LOG_LEVEL"))
+
+    # --- model sources: a Hugging Face repo id, an https URL of one file, or a local path ------
+    clip_model: str = Field(
+        "openai/clip-vit-base-patch32", validation_alias=_env("CLIP_MODEL", "CLIP_MODEL_NAME")
+    )
+    dinov2_model: str = Field("facebook/dinov2-base", validation_alias=_env("DINOV2_MODEL"))
+    dinov3_model: str = Field(
+        "facebook/dinov3-vitl16-pretrain-lvd1689m", validation_alias=_env("DINOV3_MODEL")
+    )
+    caption_model: str = Field(
+        "Salesforce/blip-image-captioning-large", validation_alias=_env("CAPTION_MODEL")
+    )
+    person_detector_model: str = Field(
+        DEFAULT_YOLOX_URL, validation_alias=_env("PERSON_DETECTOR_MODEL")
+    )
+    face_detector: Literal["yunet", "mtcnn"] = Field(
+        "yunet", validation_alias=_env("FACE_DETECTOR")
+    )
+    yunet_model: str = Field(DEFAULT_YUNET_URL, validation_alias=_env("YUNET_MODEL"))
+    mtcnn_model: str = Field(DEFAULT_MTCNN_URL, validation_alias=_env("MTCNN_MODEL"))
+    offline: bool = Field(
+        False, validation_alias=_env("OFFLINE", "HF_HUB_OFFLINE")
+    )  # never download: use only local paths and the model cache
+
+    # --- model runtime -------------------------------------------------------------------------
+    device: Literal["auto", "cpu", "cuda"] = Field(
+        "auto", validation_alias=_env("DEVICE", "IMAGE_EMBED_DEVICE")
+    )
+    require_gpu: bool = Field(
+        False, validation_alias=_env("REQUIRE_GPU", "IMAGE_EMBED_REQUIRE_GPU")
+    )
+    preload: Annotated[list[str], NoDecode] = Field(
+        default_factory=list, validation_alias=_env("PRELOAD")
+    )
+    model_idle_ttl_s: float = Field(900.0, validation_alias=_env("MODEL_IDLE_TTL_S"))
+    batch_max_size: int = Field(16, ge=1, validation_alias=_env("BATCH_MAX_SIZE"))
+    batch_max_wait_ms: float = Field(5.0, ge=0, validation_alias=_env("BATCH_MAX_WAIT_MS"))
+    batch_queue_limit: int = Field(256, ge=1, validation_alias=_env("BATCH_QUEUE_LIMIT"))
+    torch_threads: int | None = Field(None, ge=1, validation_alias=_env("TORCH_THREADS"))
+
+    # --- detection thresholds ------------------------------------------------------------------
+    person_min_score: float = Field(0.4, ge=0, le=1, validation_alias=_env("PERSON_MIN_SCORE"))
+    face_min_score: float = Field(0.6, ge=0, le=1, validation_alias=_env("FACE_MIN_SCORE"))
+
+    # --- hostile input -------------------------------------------------------------------------
+    max_upload_bytes: int = Field(20 * 1024 * 1024, ge=1, validation_alias=_env("MAX_UPLOAD_BYTES"))
+    max_download_bytes: int = Field(
+        20 * 1024 * 1024, ge=1, validation_alias=_env("MAX_DOWNLOAD_BYTES")
+    )
+    max_image_pixels: int = Field(50_000_000, ge=1, validation_alias=_env("MAX_IMAGE_PIXELS"))
+    fetch_timeout_s: float = Field(10.0, gt=0, validation_alias=_env("FETCH_TIMEOUT_S"))
+    fetch_max_redirects: int = Field(5, ge=0, validation_alias=_env("FETCH_MAX_REDIRECTS"))
+    fetch_allow_hosts: Annotated[list[str], NoDecode] = Field(
+        default_factory=list, validation_alias=_env("FETCH_ALLOW_HOSTS")
+    )
+
+    @field_validator("preload", "fetch_allow_hosts", mode="before")
+    @classmethod
+    def _csv(cls, value: object) -> object:
+        return _split_csv(value)
+
+    @property
+    def model_cache_dir(self) -> Path:
+        return self.models_dir or self.data_dir / "models"
+
+    @property
+    def classifier_dir(self) -> Path:
+        return self.classifiers_dir or self.data_dir / "classifiers"
