@@ -1,0 +1,1 @@
+"""Untrusted image input: decoding bytes safely, fetching image URLs safely, cropping."""

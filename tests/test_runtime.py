@@ -1,0 +1,178 @@
+"""The micro-batcher and the model pool, with a recording model (no weights needed)."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+
+from viewfinder.errors import ModelUnavailableError, OverloadedError
+from viewfinder.runtime.batcher import BatchPolicy, MicroBatcher
+from viewfinder.runtime.pool import ModelPool
+
+
+class RecordingModel:
+    """Doubles numbers; remembers the size of every batch it was given."""
+
+    def __init__(self, delay_s: float = 0.0, fail_on: int | None = None) -> None:
+        self.batch_sizes: list[int] = []
+        self.delay_s = delay_s
+        self.fail_on = fail_on
+
+    def preprocess(self, item: int) -> int:
+        return item
+
+    def forward(self, batch: Sequence[int]) -> list[int]:
+        self.batch_sizes.append(len(batch))
+        if self.fail_on is not None and self.fail_on in batch:
+            raise ValueError(f"cannot process {self.fail_on}")
+        time.sleep(self.delay_s)
+        return [2 * x for x in batch]
+
+    def postprocess(self, raw: int, prepared: int) -> int:
+        return raw + 0 * prepared
+
+    def warmup_item(self) -> int:
+        return 0
+
+
+def test_concurrent_callers_share_batches_and_get_their_own_results() -> None:
+    model = RecordingModel(delay_s=0.02)
+    batcher = MicroBatcher("m", model.forward, BatchPolicy(max_batch_size=8, max_wait_s=0.05))
+    try:
+        with ThreadPoolExecutor(16) as pool:
+            results = list(pool.map(lambda x: batcher.submit(x).result(), range(32)))
+    finally:
+        batcher.close()
+    assert results == [2 * x for x in range(32)]
+    assert sum(model.batch_sizes) == 32
+    assert max(model.batch_sizes) == 8
+    assert len(model.batch_sizes) < 32  # items really travelled together
+
+
+def test_batch_never_exceeds_max_size_and_single_item_does_not_wait_forever() -> None:
+    model = RecordingModel()
+    batcher = MicroBatcher("m", model.forward, BatchPolicy(max_batch_size=3, max_wait_s=0.01))
+    try:
+        futures = [batcher.submit(i) for i in range(10)]
+        assert [f.result(timeout=5) for f in futures] == [2 * i for i in range(10)]
+        started = time.monotonic()
+        assert batcher.submit(5).result(timeout=5) == 10
+        assert time.monotonic() - started < 1.0
+    finally:
+        batcher.close()
+    assert max(model.batch_sizes) <= 3
+
+
+def test_full_queue_is_refused_with_overloaded() -> None:
+    gate = threading.Event()
+
+    def blocked_forward(batch: Sequence[int]) -> list[int]:
+        gate.wait(5)
+        return list(batch)
+
+    batcher = MicroBatcher(
+        "slow", blocked_forward, BatchPolicy(max_batch_size=1, max_wait_s=0, queue_limit=2)
+    )
+    try:
+        first = batcher.submit(1)
+        time.sleep(0.05)  # the batcher thread takes item 1 and blocks in forward
+        batcher.submit(2)
+        batcher.submit(3)
+        with pytest.raises(OverloadedError, match="retry") as info:
+            batcher.submit(4)
+        assert info.value.retry_after_s > 0
+    finally:
+        gate.set()
+        batcher.close()
+    assert first.result() == 1
+
+
+def test_forward_failure_reaches_every_caller_of_that_batch_only() -> None:
+    model = RecordingModel(fail_on=3)
+    batcher = MicroBatcher("m", model.forward, BatchPolicy(max_batch_size=1, max_wait_s=0))
+    try:
+        with pytest.raises(ValueError, match="cannot process 3"):
+            batcher.submit(3).result()
+        assert batcher.submit(4).result() == 8
+    finally:
+        batcher.close()
+
+
+def test_pool_loads_lazily_once_under_concurrency_and_warms_up() -> None:
+    built: list[RecordingModel] = []
+    lock = threading.Lock()
+
+    def factory() -> RecordingModel:
+        time.sleep(0.05)
+        with lock:
+            built.append(RecordingModel())
+        return built[-1]
+
+    pool = ModelPool({"m": factory}, BatchPolicy(), idle_ttl_s=60)
+    try:
+        assert pool.loaded() == []
+        with ThreadPoolExecutor(8) as ex:
+            results = list(ex.map(lambda x: pool.run("m", x), range(8)))
+        assert results == [2 * x for x in range(8)]
+        assert len(built) == 1
+        assert built[0].batch_sizes[0] == 1  # the warm-up pass ran first
+        assert pool.loaded() == ["m"]
+    finally:
+        pool.close()
+
+
+def test_pool_unloads_idle_models_and_reloads_on_demand() -> None:
+    count = {"n": 0}
+
+    def factory() -> RecordingModel:
+        count["n"] += 1
+        return RecordingModel()
+
+    pool = ModelPool({"m": factory}, BatchPolicy(), idle_ttl_s=10)
+    try:
+        pool.run("m", 1)
+        assert pool.unload_idle(now=time.monotonic() + 5) == []
+        assert pool.unload_idle(now=time.monotonic() + 11) == ["m"]
+        assert pool.loaded() == []
+        assert pool.run("m", 2) == 4
+        assert count["n"] == 2
+    finally:
+        pool.close()
+
+
+def test_pool_remembers_a_failed_load_instead_of_retrying_each_call() -> None:
+    attempts = {"n": 0}
+
+    def factory() -> RecordingModel:
+        attempts["n"] += 1
+        raise ModelUnavailableError("no weights here")
+
+    pool = ModelPool({"m": factory}, BatchPolicy(), idle_ttl_s=60)
+    for _ in range(3):
+        with pytest.raises(ModelUnavailableError, match="no weights"):
+            pool.run("m", 1)
+    assert attempts["n"] == 1
+
+
+def test_pool_turns_unexpected_load_errors_into_model_unavailable() -> None:
+    def factory() -> RecordingModel:
+        raise OSError("corrupt file")
+
+    pool = ModelPool({"m": factory}, BatchPolicy(), idle_ttl_s=60)
+    with pytest.raises(ModelUnavailableError, match="corrupt file"):
+        pool.get("m")
+    with pytest.raises(KeyError, match="unknown model"):
+        pool.get("nope")
+
+
+def test_preload_loads_at_start() -> None:
+    pool = ModelPool({"a": RecordingModel, "b": RecordingModel}, BatchPolicy(), idle_ttl_s=60)
+    try:
+        pool.preload(["b"])
+        assert pool.loaded() == ["b"]
+    finally:
+        pool.close()
