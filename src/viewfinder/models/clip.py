@@ -1,0 +1,149 @@
+"""CLIP image and text encoders (transformers), each loading only its own tower.
+
+Both return L2-normalised embeddings in the shared projection space, so a text embedding and an
+image embedding compare by dot product. Images are preprocessed by ``preprocess.py`` from the
+checkpoint's ``preprocessor_config.json``; no transformers processor runs at request time.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+from numpy.typing import NDArray
+from PIL import Image
+from transformers import AutoTokenizer, CLIPTextModelWithProjection, CLIPVisionModelWithProjection
+
+from viewfinder.models.preprocess import (
+    OPENAI_CLIP_MEAN,
+    OPENAI_CLIP_STD,
+    ImagePreprocessing,
+    load_image_preprocessing,
+)
+
+Embedding = NDArray[np.float32]
+TokenIds = NDArray[np.int64]
+
+# CLIPImageProcessor's defaults, for a checkpoint directory without preprocessor_config.json.
+CLIP_IMAGE_DEFAULTS = ImagePreprocessing(
+    shortest_edge=224,
+    crop_to=(224, 224),
+    resample=Image.Resampling.BICUBIC,
+    mean=OPENAI_CLIP_MEAN,
+    std=OPENAI_CLIP_STD,
+)
+
+
+class _VisionTower(CLIPVisionModelWithProjection):  # type: ignore[no-untyped-call]
+    """The image tower alone; a full CLIP checkpoint's text weights are expected extras, not
+    worth a load warning."""
+
+    # Read by transformers when loading, never mutated.
+    _keys_to_ignore_on_load_unexpected = [  # noqa: RUF012
+        r"^text_model\.",
+        r"^text_projection\.",
+        r"^logit_scale$",
+    ]
+
+
+class _TextTower(CLIPTextModelWithProjection):  # type: ignore[no-untyped-call]
+    """The text tower alone, as ``_VisionTower``."""
+
+    _keys_to_ignore_on_load_unexpected = [  # noqa: RUF012
+        r"^vision_model\.",
+        r"^visual_projection\.",
+        r"^logit_scale$",
+    ]
+
+
+def unit_rows(features: torch.Tensor) -> list[Embedding]:
+    """L2-normalise each row in float32 (fp16 norms lose digits) and move it to CPU numpy."""
+    rows = torch.nn.functional.normalize(features.float(), dim=-1).cpu().numpy()
+    return [np.ascontiguousarray(row, dtype=np.float32) for row in rows]
+
+
+class ClipImageEncoder:
+    """RGB PIL image -> unit-length CLIP image embedding (``dim`` floats)."""
+
+    def __init__(self, model_dir: Path, device: str, dtype: torch.dtype) -> None:
+        self._device = torch.device(device)
+        self._dtype = dtype
+        self._model = _VisionTower.from_pretrained(model_dir, dtype=dtype)
+        module: torch.nn.Module = self._model  # PreTrainedModel's to/eval lack usable types
+        module.to(self._device).eval()
+        self._preprocessing = load_image_preprocessing(
+            model_dir, CLIP_IMAGE_DEFAULTS, int_size_is_square=False
+        )
+
+    @property
+    def dim(self) -> int:
+        return self._model.visual_projection.out_features
+
+    @property
+    def preprocessing(self) -> ImagePreprocessing:
+        return self._preprocessing
+
+    def preprocess(self, item: Image.Image) -> NDArray[np.float32]:
+        return self._preprocessing(item)
+
+    def forward(self, batch: Sequence[NDArray[np.float32]]) -> list[Embedding]:
+        pixels = torch.from_numpy(np.stack(batch)).to(self._device, self._dtype)
+        with torch.inference_mode():
+            embeds = self._model(pixel_values=pixels).image_embeds
+        return unit_rows(embeds)
+
+    def postprocess(self, raw: Embedding, prepared: NDArray[np.float32]) -> Embedding:
+        return raw
+
+    def warmup_item(self) -> Image.Image:
+        return Image.new("RGB", (320, 240), (127, 127, 127))
+
+
+class ClipTextEncoder:
+    """Text -> unit-length CLIP text embedding; long texts are truncated to the model's context
+    (77 tokens for OpenAI CLIP), keeping the end-of-text token the pooling reads."""
+
+    def __init__(self, model_dir: Path, device: str, dtype: torch.dtype) -> None:
+        self._device = torch.device(device)
+        self._model = _TextTower.from_pretrained(model_dir, dtype=dtype)
+        module: torch.nn.Module = self._model  # PreTrainedModel's to/eval lack usable types
+        module.to(self._device).eval()
+        self._tokenizer = AutoTokenizer.from_pretrained(model_dir)
+        self._max_tokens = int(self._model.config.max_position_embeddings)
+        # Padded positions are masked out, so any id in the vocabulary would do.
+        pad_id = self._tokenizer.pad_token_id
+        if pad_id is None:
+            pad_id = self._tokenizer.eos_token_id
+        if pad_id is None:
+            raise ValueError(f"the tokenizer in {model_dir} has no padding or end-of-text token")
+        self._pad_id = int(pad_id)
+
+    @property
+    def dim(self) -> int:
+        return self._model.text_projection.out_features
+
+    def preprocess(self, item: str) -> TokenIds:
+        ids = self._tokenizer(item, truncation=True, max_length=self._max_tokens)["input_ids"]
+        return np.asarray(ids, dtype=np.int64)
+
+    def forward(self, batch: Sequence[TokenIds]) -> list[Embedding]:
+        longest = max(len(ids) for ids in batch)
+        input_ids = np.full((len(batch), longest), self._pad_id, dtype=np.int64)
+        attention = np.zeros((len(batch), longest), dtype=np.int64)
+        for row, ids in enumerate(batch):
+            input_ids[row, : len(ids)] = ids
+            attention[row, : len(ids)] = 1
+        with torch.inference_mode():
+            embeds = self._model(
+                input_ids=torch.from_numpy(input_ids).to(self._device),
+                attention_mask=torch.from_numpy(attention).to(self._device),
+            ).text_embeds
+        return unit_rows(embeds)
+
+    def postprocess(self, raw: Embedding, prepared: TokenIds) -> Embedding:
+        return raw
+
+    def warmup_item(self) -> str:
+        return "a photo of a dog on a beach"

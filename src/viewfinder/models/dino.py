@@ -1,0 +1,100 @@
+"""DINOv2 and DINOv3 image encoders: the CLS token after the final layer norm, L2-normalised.
+
+The checkpoint's ``config.json`` says which architecture it is; both share this class.
+
+Preprocessing:
+- DINOv2 (``BitImageProcessor``): resize shortest edge to 256 (bicubic), centre crop 224,
+  rescale 1/255, ImageNet mean/std; read from ``preprocessor_config.json`` as transformers does.
+- DINOv3: transformers' ``DINOv3ViTImageProcessor`` needs torchvision, so it is reimplemented:
+  resize to 224x224 (bilinear, aspect ratio not kept, no crop), rescale 1/255, ImageNet
+  mean/std (its class defaults; a ``preprocessor_config.json`` overrides them). It differs from
+  the torchvision processor in one detail: that one rescales to float before an antialiased
+  resize, this one resizes the 8-bit image with PIL (whose antialiased bilinear filter is the
+  one torchvision's follows; they agree to 1e-4 grey levels on float input) and PIL rounds to
+  8 bits after each of its two passes, so pixels differ by less than one grey level.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+from numpy.typing import NDArray
+from PIL import Image
+from transformers import AutoConfig, AutoModel
+
+from viewfinder.models.clip import Embedding, unit_rows
+from viewfinder.models.preprocess import (
+    IMAGENET_MEAN,
+    IMAGENET_STD,
+    ImagePreprocessing,
+    load_image_preprocessing,
+)
+
+DINOV2_DEFAULTS = ImagePreprocessing(
+    shortest_edge=256,
+    crop_to=(224, 224),
+    resample=Image.Resampling.BICUBIC,
+    mean=IMAGENET_MEAN,
+    std=IMAGENET_STD,
+)
+DINOV3_DEFAULTS = ImagePreprocessing(
+    resize_to=(224, 224),
+    resample=Image.Resampling.BILINEAR,
+    mean=IMAGENET_MEAN,
+    std=IMAGENET_STD,
+)
+
+# model_type in config.json -> (preprocessing defaults, whether a bare integer size is square)
+SUPPORTED = {
+    "dinov2": (DINOV2_DEFAULTS, False),
+    "dinov3_vit": (DINOV3_DEFAULTS, True),
+}
+
+
+class DinoEncoder:
+    """RGB PIL image -> unit-length DINOv2/DINOv3 global embedding (``dim`` floats)."""
+
+    def __init__(self, model_dir: Path, device: str, dtype: torch.dtype) -> None:
+        config = AutoConfig.from_pretrained(model_dir)
+        model_type = str(config.model_type)
+        if model_type not in SUPPORTED:
+            raise ValueError(
+                f"{model_dir} holds a {model_type!r} model; DinoEncoder loads "
+                f"{' or '.join(sorted(SUPPORTED))}"
+            )
+        defaults, int_size_is_square = SUPPORTED[model_type]
+        self.model_type = model_type
+        self._device = torch.device(device)
+        self._dtype = dtype
+        self._model = AutoModel.from_pretrained(model_dir, config=config, dtype=dtype)
+        module: torch.nn.Module = self._model  # PreTrainedModel's to/eval lack usable types
+        module.to(self._device).eval()
+        self._preprocessing = load_image_preprocessing(
+            model_dir, defaults, int_size_is_square=int_size_is_square
+        )
+
+    @property
+    def dim(self) -> int:
+        return int(self._model.config.hidden_size)
+
+    @property
+    def preprocessing(self) -> ImagePreprocessing:
+        return self._preprocessing
+
+    def preprocess(self, item: Image.Image) -> NDArray[np.float32]:
+        return self._preprocessing(item)
+
+    def forward(self, batch: Sequence[NDArray[np.float32]]) -> list[Embedding]:
+        pixels = torch.from_numpy(np.stack(batch)).to(self._device, self._dtype)
+        with torch.inference_mode():
+            pooled = self._model(pixel_values=pixels).pooler_output
+        return unit_rows(pooled)
+
+    def postprocess(self, raw: Embedding, prepared: NDArray[np.float32]) -> Embedding:
+        return raw
+
+    def warmup_item(self) -> Image.Image:
+        return Image.new("RGB", (320, 240), (127, 127, 127))
