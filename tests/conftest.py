@@ -30,9 +30,9 @@ requires_shared = pytest.mark.skipif(
 )
 
 
-def shared_path(*parts: str) -> Path:
-    """A file under ../shared; the calling test is skipped when it is missing."""
-    path = SHARED.joinpath(*parts)
+def shared_data(*parts: str) -> Path:
+    """A file under ../shared/data; the calling test is skipped when it is missing."""
+    path = SHARED_DATA.joinpath(*parts)
     if not path.exists():
         pytest.skip(f"{path} is absent (../shared not beside the repository)")
     return path

@@ -16,7 +16,7 @@ import pytest
 from fastapi.testclient import TestClient
 from PIL import Image
 
-from tests.conftest import SHARED_DATA, requires_shared, shared_path
+from tests.conftest import SHARED_DATA, requires_shared, shared_data
 from viewfinder.container import Services
 
 OBAMA = ("faces_face_recognition", "examples__obama-720p.jpg")
@@ -25,6 +25,14 @@ NO_PERSON_SCENE = ("person_scenes", "darknet__eagle.jpg")
 
 def task(op_id: str, kind: str, **params: Any) -> dict[str, Any]:
     return {"operation_id": op_id, "type": kind, "params": params}
+
+
+def box_iou(a: list[int], b: list[int]) -> float:
+    inter_w = max(0, min(a[2], b[2]) - max(a[0], b[0]))
+    inter_h = max(0, min(a[3], b[3]) - max(a[1], b[1]))
+    inter = inter_w * inter_h
+    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
+    return inter / union
 
 
 def png_bytes(image: Image.Image) -> bytes:
@@ -266,7 +274,7 @@ def test_caption_respects_max_length(client: TestClient, module_services: Servic
 def test_person_face_boxes_crops_and_reuse(
     client: TestClient, served: Path, http_server: str, module_services: Services
 ) -> None:
-    photo = Image.open(shared_path(*OBAMA)).convert("RGB")
+    photo = Image.open(shared_data(*OBAMA)).convert("RGB")
     person_model = module_services.pool.get("person_detector")
     face_model = module_services.pool.get("face_detector")
     persons_before = person_model.batcher.items_run
@@ -306,10 +314,8 @@ def test_person_face_boxes_crops_and_reuse(
     assert crop.size == (face[2] - face[0], face[3] - face[1])
     assert np.array_equal(np.asarray(crop.convert("RGB")), np.asarray(photo.crop(tuple(face))))
     assert results["person_embedding"]["cropped_image_bbox"] == person
-    # the whole-image face search finds the same face
-    whole = results["face_whole"]["data"]
-    assert abs(whole[0] - face[0]) <= 3
-    assert abs(whole[2] - face[2]) <= 3
+    # the whole-image face search finds the same face (at a coarser detector scale)
+    assert box_iou(results["face_whole"]["data"], face) > 0.8
     # box reuse: one person detection, one face detection per context in the whole request
     assert person_model.batcher.items_run - persons_before == 1
     assert face_model.batcher.items_run - faces_before == 2
@@ -319,7 +325,7 @@ def test_person_face_boxes_crops_and_reuse(
 def test_person_target_falls_back_to_whole_image_and_face_is_required(
     client: TestClient,
 ) -> None:
-    scene = shared_path(*NO_PERSON_SCENE).read_bytes()
+    scene = shared_data(*NO_PERSON_SCENE).read_bytes()
     response = upload(
         client,
         scene,
@@ -358,3 +364,22 @@ def test_logging_records_duration_pid_and_operation_timings(
     assert "request finish POST /analyze_image_upload/ status=200 duration=" in text
     assert "pid=" in text
     assert "emb=" in text  # per-operation timing
+
+
+@requires_shared
+def test_mtcnn_can_be_chosen_as_face_detector(tmp_path: Path, tiny_models: dict[str, Path]) -> None:
+    from tests.conftest import make_settings
+    from viewfinder.api.app import create_app
+
+    settings = make_settings(tmp_path, tiny_models, face_detector="mtcnn")
+    with TestClient(create_app(settings)) as mtcnn_client:
+        response = upload(
+            mtcnn_client,
+            shared_data(*OBAMA).read_bytes(),
+            [task("face", "detect_bounding_box", target="prominent_face")],
+        )
+    face = response.json()["results"]["face"]
+    assert face["status"] == "success"
+    x1, y1, x2, y2 = face["data"]
+    assert 40 < x2 - x1 < 700
+    assert 40 < y2 - y1 < 700
