@@ -10,6 +10,7 @@ import torch
 from viewfinder.analysis.service import AnalysisService
 from viewfinder.classifiers.store import ClassifierStore
 from viewfinder.imaging.fetch import FetchPolicy
+from viewfinder.library.library import Library
 from viewfinder.models.registry import ModelEntry, batch_policy, factories, model_entries
 from viewfinder.runtime.device import select_device
 from viewfinder.runtime.pool import ModelPool
@@ -26,10 +27,12 @@ class Services:
     pool: ModelPool
     classifiers: ClassifierStore
     analysis: AnalysisService
+    library: Library | None = None
 
     @classmethod
-    def build(cls, settings: Settings) -> Services:
-        """Choose the device (failing loudly if a required GPU is missing); load nothing yet."""
+    def build(cls, settings: Settings, with_library: bool = False) -> Services:
+        """Choose the device (failing loudly if a required GPU is missing); load no model yet.
+        ``with_library`` also opens the image library (database, files, vector index)."""
         if settings.torch_threads:
             torch.set_num_threads(settings.torch_threads)
         device = select_device(settings)
@@ -41,7 +44,8 @@ class Services:
         analysis = AnalysisService(
             pool, classifiers, FetchPolicy.from_settings(settings), settings.max_image_pixels
         )
-        return cls(settings, device, models, pool, classifiers, analysis)
+        library = Library.open(settings, pool) if with_library else None
+        return cls(settings, device, models, pool, classifiers, analysis, library)
 
     def start(self) -> None:
         """Load the preload list (failing start-up if one cannot load) and start idle unloading."""
@@ -52,6 +56,15 @@ class Services:
             )
         self.pool.preload(self.settings.preload)
         self.pool.start_reaper()
+        if self.library is not None:
+            self.library.start()
 
     def close(self) -> None:
+        if self.library is not None:
+            self.library.close()
         self.pool.close()
+
+    def require_library(self) -> Library:
+        if self.library is None:
+            raise RuntimeError("this process was built without the image library")
+        return self.library

@@ -42,6 +42,8 @@ class Settings(BaseSettings):
     data_dir: Path = Field(Path("./viewfinder-data"), validation_alias=_env("DATA_DIR"))
     models_dir: Path | None = Field(None, validation_alias=_env("MODELS_DIR"))
     classifiers_dir: Path | None = Field(None, validation_alias=_env("CLASSIFIERS_DIR"))
+    storage_root: Path | None = Field(None, validation_alias=_env("STORAGE_ROOT", "STORAGE_ROOT"))
+    database_url: str | None = Field(None, validation_alias=_env("DATABASE_URL", "DATABASE_URL"))
 
     # --- HTTP server ---------------------------------------------------------------------------
     host: str = Field("127.0.0.1", validation_alias=_env("HOST"))
@@ -91,6 +93,25 @@ class Settings(BaseSettings):
     person_min_score: float = Field(0.4, ge=0, le=1, validation_alias=_env("PERSON_MIN_SCORE"))
     face_min_score: float = Field(0.6, ge=0, le=1, validation_alias=_env("FACE_MIN_SCORE"))
 
+    # --- the image library ---------------------------------------------------------------------
+    import_roots: Annotated[list[Path], NoDecode] = Field(
+        default_factory=list, validation_alias=_env("IMPORT_ROOTS")
+    )  # server folders the API may ingest from (the CLI may ingest any folder)
+    worker_threads: int = Field(1, ge=0, validation_alias=_env("WORKER_THREADS"))
+    worker_batch_size: int = Field(32, ge=1, validation_alias=_env("WORKER_BATCH_SIZE"))
+    task_max_attempts: int = Field(3, ge=1, validation_alias=_env("TASK_MAX_ATTEMPTS"))
+    index_kind: Literal["hnsw", "exact"] = Field("hnsw", validation_alias=_env("INDEX_KIND"))
+    index_save_interval_s: float = Field(30.0, ge=0, validation_alias=_env("INDEX_SAVE_INTERVAL_S"))
+    kmeans_clusters: int = Field(
+        8, ge=1, validation_alias=_env("KMEANS_CLUSTERS", "KMEANS_CLUSTERS")
+    )
+    kmeans_batch_size: int = Field(
+        64, ge=1, validation_alias=_env("KMEANS_BATCH_SIZE", "KMEANS_BATCH_SIZE")
+    )
+    duplicate_min_score: float = Field(
+        0.95, ge=0, le=1, validation_alias=_env("DUPLICATE_MIN_SCORE")
+    )
+
     # --- hostile input -------------------------------------------------------------------------
     max_upload_bytes: int = Field(20 * 1024 * 1024, ge=1, validation_alias=_env("MAX_UPLOAD_BYTES"))
     max_download_bytes: int = Field(
@@ -103,7 +124,7 @@ class Settings(BaseSettings):
         default_factory=list, validation_alias=_env("FETCH_ALLOW_HOSTS")
     )
 
-    @field_validator("preload", "fetch_allow_hosts", mode="before")
+    @field_validator("preload", "fetch_allow_hosts", "import_roots", mode="before")
     @classmethod
     def _csv(cls, value: object) -> object:
         return _split_csv(value)
@@ -115,3 +136,11 @@ class Settings(BaseSettings):
     @property
     def classifier_dir(self) -> Path:
         return self.classifiers_dir or self.data_dir / "classifiers"
+
+    @property
+    def blob_root(self) -> Path:
+        return self.storage_root or self.data_dir / "files"
+
+    @property
+    def index_path(self) -> Path:
+        return self.data_dir / "index" / "clip.vfindex"

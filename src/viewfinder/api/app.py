@@ -11,7 +11,7 @@ from starlette.concurrency import run_in_threadpool
 import viewfinder
 from viewfinder.api.errors import install_error_handlers
 from viewfinder.api.middleware import RequestLogMiddleware
-from viewfinder.api.routes import analysis
+from viewfinder.api.routes import analysis, library, seed002, seed004
 from viewfinder.api.uploads import BodySizeLimitMiddleware
 from viewfinder.container import Services
 from viewfinder.settings import Settings
@@ -21,7 +21,7 @@ def create_app(settings: Settings, services: Services | None = None) -> FastAPI:
     """Build the app. ``services`` lets a caller share already-built services (tests, CLI);
     otherwise they are built from ``settings`` and closed at shutdown."""
     owned = services is None
-    built = services or Services.build(settings)
+    built = services or Services.build(settings, with_library=True)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -41,6 +41,9 @@ def create_app(settings: Settings, services: Services | None = None) -> FastAPI:
     app.state.services = built
     install_error_handlers(app)
     app.include_router(analysis.router)
+    app.include_router(library.router)
+    app.include_router(seed002.router)
+    app.include_router(seed004.router)
     app.add_middleware(BodySizeLimitMiddleware, max_upload_bytes=settings.max_upload_bytes)
     app.add_middleware(RequestLogMiddleware)
     return app

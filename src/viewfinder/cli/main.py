@@ -154,3 +154,65 @@ def _cli_tasks(specs: list[str], tasks_json: str | None) -> list[Task]:
     if not tasks:
         raise InvalidInputError("give at least one --task TYPE[:TARGET] or --tasks-json")
     return tasks
+
+
+db_app = typer.Typer(no_args_is_help=True, help="The metadata database.")
+app.add_typer(db_app, name="db")
+
+
+@db_app.command("upgrade")
+def db_upgrade() -> None:
+    """Migrate the database (VIEWFINDER_DATABASE_URL / DATABASE_URL, or the embedded SQLite)."""
+    from viewfinder.db.engine import make_engine, normalize_url, sqlite_url_for
+    from viewfinder.db.migrate import current_revision, upgrade
+
+    settings = _settings()
+    engine = make_engine(normalize_url(settings.database_url or sqlite_url_for(settings.data_dir)))
+    upgrade(engine)
+    typer.echo(f"database at revision {current_revision(engine)}")
+    engine.dispose()
+
+
+@app.command()
+def index(
+    path: Annotated[Path, typer.Argument(help="A folder of images (searched recursively).")],
+    folder_prefix: Annotated[
+        str, typer.Option(help="Prefix for the stored folder labels of these files.")
+    ] = "",
+    wait: Annotated[
+        bool, typer.Option(help="Embed and index the new images before returning.")
+    ] = True,
+) -> None:
+    """Ingest every image under PATH into the library (folder = path relative to PATH)."""
+    from viewfinder.container import Services
+    from viewfinder.library.ingest import iter_image_files
+
+    if not path.is_dir():
+        raise _fail(InvalidInputError(f"{path} is not a folder"))
+    settings = _settings().model_copy(update={"worker_threads": 0})
+    services = Services.build(settings, with_library=True)
+    library = services.require_library()
+    try:
+        library.index.open()
+        total = sum(1 for _ in iter_image_files(path))
+        with typer.progressbar(length=total, label="ingest", file=sys.stderr) as bar:
+            state = {"seen": 0}
+
+            def advance(report: object) -> None:
+                seen = getattr(report, "seen", 0)
+                bar.update(seen - state["seen"])
+                state["seen"] = seen
+
+            report = library.ingest.ingest_folder(path, folder_prefix, advance)
+        for relative, reason in report.skipped:
+            typer.echo(f"skipped {relative}: {reason}", err=True)
+        typer.echo(
+            f"{report.created} new, {report.existing} already stored, {len(report.skipped)} skipped"
+        )
+        if wait:
+            library.worker.drain(timeout_s=float("inf"))
+            typer.echo(f"{len(library.index)} images indexed")
+    except ViewfinderError as exc:
+        raise _fail(exc) from None
+    finally:
+        services.close()

@@ -6,7 +6,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -38,6 +38,16 @@ class LoadedModel:
         raw = self.batcher.submit(prepared).result()
         return self.model.postprocess(raw, prepared)
 
+    def run_many(self, items: Sequence[Any]) -> list[Any]:
+        """Like ``run`` for several items at once: all are queued before waiting, so a bulk
+        caller (a background worker) hands the device whole batches."""
+        self.last_used = time.monotonic()
+        prepared = [self.model.preprocess(item) for item in items]
+        futures = [self.batcher.submit(p) for p in prepared]
+        return [
+            self.model.postprocess(f.result(), p) for f, p in zip(futures, prepared, strict=True)
+        ]
+
 
 class ModelPool:
     """Owns every loaded model of the process. Thread-safe."""
@@ -59,6 +69,15 @@ class ModelPool:
         self._guard = threading.Lock()
         self._stop = threading.Event()
         self._reaper: threading.Thread | None = None
+
+    def register(self, name: str, factory: ModelFactory) -> None:
+        """Add a model, or replace one that is not loaded (custom models, fakes in tests)."""
+        with self._guard:
+            if name in self._loaded:
+                raise RuntimeError(f"model {name!r} is loaded; unload it before replacing it")
+            self._factories[name] = factory
+            self._locks.setdefault(name, threading.Lock())
+            self._failures.pop(name, None)
 
     @property
     def names(self) -> list[str]:

@@ -1,0 +1,305 @@
+"""The native library API: assets, ingest, processing state, jobs, search, duplicates."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from pathlib import Path
+from typing import Annotated
+
+import numpy as np
+from fastapi import APIRouter, Depends, File, Form, Query, Request, Response, UploadFile, status
+from fastapi.responses import FileResponse
+from starlette.concurrency import run_in_threadpool
+
+from viewfinder.api.deps import library, services
+from viewfinder.api.schemas_library import (
+    AssetOut,
+    AssetPage,
+    DuplicateGroupOut,
+    FolderImportIn,
+    IngestedOut,
+    JobOut,
+    ProcessingOut,
+    SearchHitOut,
+    SearchIn,
+    SearchOut,
+    UrlIngestIn,
+)
+from viewfinder.api.uploads import read_upload
+from viewfinder.container import Services
+from viewfinder.db import repository as repo
+from viewfinder.errors import InvalidInputError, NotFoundError
+from viewfinder.library.ingest import clean_folder
+from viewfinder.library.library import Library
+from viewfinder.library.processing import EMBED_TASK
+from viewfinder.library.search import SearchFilters, SearchHit
+from viewfinder.storage.blobs import original_key, preview_key, thumbnail_key
+
+router = APIRouter(prefix="/api/v1", tags=["library"])
+
+LibraryDep = Annotated[Library, Depends(library)]
+ServicesDep = Annotated[Services, Depends(services)]
+MAX_FILES_PER_UPLOAD = 100
+
+
+def _asset_out(lib: Library, request: Request, asset_id: int) -> AssetOut:
+    with lib.sessions() as session:
+        asset = repo.get_asset(session, asset_id)
+        if asset is None:
+            raise NotFoundError(f"asset {asset_id} does not exist")
+        task = repo.task_state(session, asset_id, EMBED_TASK)
+    processing = {EMBED_TASK: task.state} if task is not None else {}
+    return AssetOut.of(asset, request, processing)
+
+
+# --- ingest ------------------------------------------------------------------------------------
+
+
+@router.post("/assets", status_code=status.HTTP_201_CREATED, response_model=list[IngestedOut])
+async def upload_assets(
+    request: Request,
+    svc: ServicesDep,
+    files: Annotated[list[UploadFile], File(description="One or more image files.")],
+    folder: Annotated[str, Form()] = "",
+) -> list[IngestedOut]:
+    """Store uploaded images (deduplicated by content); processing continues in the background."""
+    lib = svc.require_library()
+    if len(files) > MAX_FILES_PER_UPLOAD:
+        raise InvalidInputError(f"at most {MAX_FILES_PER_UPLOAD} files per request")
+    payloads = [
+        (f.filename or "upload", await read_upload(f, svc.settings.max_upload_bytes)) for f in files
+    ]
+    out = []
+    for name, data in payloads:
+        result = await run_in_threadpool(lib.ingest.ingest_bytes, data, name, folder)
+        out.append(
+            IngestedOut(asset=_asset_out(lib, request, result.asset.id), created=result.created)
+        )
+    return out
+
+
+@router.post("/assets/from-url", status_code=status.HTTP_201_CREATED, response_model=IngestedOut)
+def ingest_url(body: UrlIngestIn, request: Request, lib: LibraryDep) -> IngestedOut:
+    """Download an image (public addresses only, as for analysis) and store it."""
+    result = lib.ingest.ingest_url(body.url, body.folder)
+    return IngestedOut(asset=_asset_out(lib, request, result.asset.id), created=result.created)
+
+
+@router.post("/imports", status_code=status.HTTP_202_ACCEPTED, response_model=JobOut)
+def import_folder(body: FolderImportIn, lib: LibraryDep) -> JobOut:
+    """Ingest every image under a server folder, as a background job."""
+    root = _import_root(body.path, lib.settings.import_roots)
+    prefix = clean_folder(body.folder_prefix)
+
+    def run(progress: object) -> dict[str, object]:
+        assert callable(progress)
+        report = lib.ingest.ingest_folder(
+            root, prefix, lambda r: progress(r.created + r.existing, len(r.skipped), r.seen)
+        )
+        return {
+            "created": report.created,
+            "existing": report.existing,
+            "skipped": [{"path": p, "reason": why} for p, why in report.skipped[:1000]],
+        }
+
+    job = lib.jobs.submit("import_folder", {"path": str(root), "folder_prefix": prefix}, run)
+    return JobOut.of(job)
+
+
+def _import_root(path: str, allowed: list[Path]) -> Path:
+    if not allowed:
+        raise InvalidInputError(
+            "folder imports over the API are off: set VIEWFINDER_IMPORT_ROOTS to the server "
+            "folders that may be imported (or use `viewfinder index PATH`)"
+        )
+    root = Path(path).expanduser().resolve()
+    if not any(root.is_relative_to(base.expanduser().resolve()) for base in allowed):
+        raise InvalidInputError(f"{path!r} is not inside VIEWFINDER_IMPORT_ROOTS")
+    if not root.is_dir():
+        raise InvalidInputError(f"{path!r} is not a folder on the server")
+    return root
+
+
+# --- assets ------------------------------------------------------------------------------------
+
+
+@router.get("/assets", response_model=AssetPage)
+def list_assets(
+    request: Request,
+    lib: LibraryDep,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    offset: Annotated[int, Query(ge=0)] = 0,
+    folder: str | None = None,
+    include_subfolders: bool = True,
+    captured_from: datetime | None = None,
+    captured_to: datetime | None = None,
+) -> AssetPage:
+    filters = {
+        "folder": clean_folder(folder) if folder is not None else None,
+        "include_subfolders": include_subfolders,
+        "captured_from": captured_from,
+        "captured_to": captured_to,
+    }
+    with lib.sessions() as session:
+        assets = repo.list_assets(session, limit=limit, offset=offset, **filters)  # type: ignore[arg-type]
+        total = repo.count_assets(session, **filters)  # type: ignore[arg-type]
+    return AssetPage(
+        items=[AssetOut.of(a, request) for a in assets], total=total, limit=limit, offset=offset
+    )
+
+
+@router.get("/assets/{asset_id}", response_model=AssetOut)
+def get_asset(asset_id: int, request: Request, lib: LibraryDep) -> AssetOut:
+    return _asset_out(lib, request, asset_id)
+
+
+@router.delete("/assets/{asset_id}", status_code=status.HTTP_204_NO_CONTENT)
+def delete_asset(asset_id: int, lib: LibraryDep) -> Response:
+    with lib.sessions.begin() as session:
+        asset = repo.get_asset(session, asset_id)
+        if asset is None:
+            raise NotFoundError(f"asset {asset_id} does not exist")
+        sha = asset.sha256
+        repo.delete_asset(session, asset_id)
+    lib.index.remove(np.array([asset_id], dtype=np.int64))
+    for key in (original_key(sha), thumbnail_key(sha), preview_key(sha)):
+        lib.blobs.delete(key)
+    return Response(status_code=status.HTTP_204_NO_CONTENT)
+
+
+def _file(lib: Library, asset_id: int, which: str) -> FileResponse:
+    with lib.sessions() as session:
+        asset = repo.get_asset(session, asset_id)
+    if asset is None:
+        raise NotFoundError(f"asset {asset_id} does not exist")
+    key = {
+        "file": original_key(asset.sha256),
+        "thumbnail": thumbnail_key(asset.sha256),
+        "preview": preview_key(asset.sha256),
+    }[which]
+    path = lib.blobs.local_path(key)
+    if path is None or not path.is_file():
+        raise NotFoundError(f"the {which} of asset {asset_id} is missing from storage")
+    media = asset.content_type if which == "file" else "image/jpeg"
+    return FileResponse(
+        path, media_type=media, headers={"Cache-Control": "public, max-age=31536000, immutable"}
+    )
+
+
+@router.get("/assets/{asset_id}/file", name="asset_file")
+def asset_file(asset_id: int, lib: LibraryDep) -> FileResponse:
+    return _file(lib, asset_id, "file")
+
+
+@router.get("/assets/{asset_id}/thumbnail", name="asset_thumbnail")
+def asset_thumbnail(asset_id: int, lib: LibraryDep) -> FileResponse:
+    return _file(lib, asset_id, "thumbnail")
+
+
+@router.get("/assets/{asset_id}/preview", name="asset_preview")
+def asset_preview(asset_id: int, lib: LibraryDep) -> FileResponse:
+    return _file(lib, asset_id, "preview")
+
+
+# --- processing and jobs -----------------------------------------------------------------------
+
+
+@router.get("/jobs/processing", response_model=ProcessingOut)
+def processing_state(lib: LibraryDep) -> ProcessingOut:
+    """How many assets are pending, running, done or failed embedding, and how many are indexed."""
+    with lib.sessions() as session:
+        counts = repo.task_counts(session, EMBED_TASK)
+    return ProcessingOut(kind=EMBED_TASK, counts=counts, indexed=len(lib.index))
+
+
+@router.get("/jobs", response_model=list[JobOut])
+def list_jobs(lib: LibraryDep, kind: str | None = None) -> list[JobOut]:
+    with lib.sessions() as session:
+        return [JobOut.of(j) for j in repo.list_jobs(session, kind=kind)]
+
+
+@router.get("/jobs/{job_id}", response_model=JobOut)
+def get_job(job_id: str, lib: LibraryDep) -> JobOut:
+    with lib.sessions() as session:
+        job = repo.get_job(session, job_id)
+    if job is None:
+        raise NotFoundError(f"job {job_id} does not exist")
+    return JobOut.of(job)
+
+
+# --- search ------------------------------------------------------------------------------------
+
+
+def _hits(request: Request, hits: list[SearchHit], k: int, offset: int) -> SearchOut:
+    return SearchOut(
+        hits=[SearchHitOut(score=h.score, asset=AssetOut.of(h.asset, request)) for h in hits],
+        k=k,
+        offset=offset,
+    )
+
+
+def _filters(body: SearchIn) -> SearchFilters:
+    return SearchFilters(
+        folder=clean_folder(body.folder) if body.folder is not None else None,
+        include_subfolders=body.include_subfolders,
+        captured_from=body.captured_from,
+        captured_to=body.captured_to,
+    )
+
+
+@router.post("/search", response_model=SearchOut)
+def search(body: SearchIn, request: Request, lib: LibraryDep) -> SearchOut:
+    """Search by text (``query``) or by a stored image (``asset_id``); exactly one of them."""
+    if (body.query is None) == (body.asset_id is None):
+        raise InvalidInputError("give exactly one of 'query' (text) or 'asset_id'")
+    if body.query is not None:
+        vector = lib.search.text_vector(body.query)
+    else:
+        assert body.asset_id is not None
+        vector = lib.search.asset_vector(body.asset_id)
+    hits = lib.search.search(
+        vector,
+        k=body.k,
+        offset=body.offset,
+        filters=_filters(body),
+        min_score=body.min_score,
+        exclude=body.asset_id,
+    )
+    return _hits(request, hits, body.k, body.offset)
+
+
+@router.post("/search/image", response_model=SearchOut)
+async def search_by_upload(
+    request: Request,
+    svc: ServicesDep,
+    file: Annotated[UploadFile, File(description="The query image.")],
+    k: Annotated[int, Form(ge=1, le=1000)] = 10,
+    offset: Annotated[int, Form(ge=0)] = 0,
+    folder: Annotated[str | None, Form()] = None,
+    min_score: Annotated[float | None, Form(ge=-1, le=1)] = None,
+) -> SearchOut:
+    """Images similar to an uploaded one."""
+    lib = svc.require_library()
+    data = await read_upload(file, svc.settings.max_upload_bytes)
+    image = await run_in_threadpool(svc.analysis.image_from_bytes, data)
+    vector = await run_in_threadpool(lib.search.image_vector, image)
+    body = SearchIn(k=k, offset=offset, folder=folder, min_score=min_score)
+    hits = await run_in_threadpool(
+        lambda: lib.search.search(
+            vector, k=k, offset=offset, filters=_filters(body), min_score=min_score
+        )
+    )
+    return _hits(request, hits, k, offset)
+
+
+@router.get("/duplicates", response_model=list[DuplicateGroupOut])
+def duplicates(
+    lib: LibraryDep,
+    min_score: Annotated[float | None, Query(ge=0, le=1)] = None,
+) -> list[DuplicateGroupOut]:
+    """Groups of near-duplicate assets (re-encoded or resized copies)."""
+    threshold = lib.settings.duplicate_min_score if min_score is None else min_score
+    return [
+        DuplicateGroupOut(asset_ids=g.asset_ids, min_score=g.min_score)
+        for g in lib.duplicates.groups(threshold)
+    ]

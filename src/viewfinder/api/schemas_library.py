@@ -1,0 +1,125 @@
+"""Wire models of the native library API (``/api/v1``)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from fastapi import Request
+from pydantic import BaseModel, Field
+
+from viewfinder.db.models import Asset, Job
+
+
+class AssetOut(BaseModel):
+    id: int
+    sha256: str
+    original_filename: str
+    folder: str
+    content_type: str
+    size_bytes: int
+    width: int
+    height: int
+    captured_at: datetime | None
+    created_at: datetime
+    caption: str | None
+    file_url: str
+    thumbnail_url: str
+    preview_url: str
+    processing: dict[str, str] = Field(default_factory=dict)
+
+    @classmethod
+    def of(
+        cls, asset: Asset, request: Request, processing: dict[str, str] | None = None
+    ) -> AssetOut:
+        return cls(
+            id=asset.id,
+            sha256=asset.sha256,
+            original_filename=asset.original_filename,
+            folder=asset.folder,
+            content_type=asset.content_type,
+            size_bytes=asset.size_bytes,
+            width=asset.width,
+            height=asset.height,
+            captured_at=asset.captured_at,
+            created_at=asset.created_at,
+            caption=asset.caption,
+            file_url=str(request.url_for("asset_file", asset_id=asset.id)),
+            thumbnail_url=str(request.url_for("asset_thumbnail", asset_id=asset.id)),
+            preview_url=str(request.url_for("asset_preview", asset_id=asset.id)),
+            processing=processing or {},
+        )
+
+
+class IngestedOut(BaseModel):
+    asset: AssetOut
+    created: bool = Field(description="false when the same bytes were already an asset")
+
+
+class AssetPage(BaseModel):
+    items: list[AssetOut]
+    total: int
+    limit: int
+    offset: int
+
+
+class UrlIngestIn(BaseModel):
+    url: str
+    folder: str = ""
+
+
+class FolderImportIn(BaseModel):
+    path: str = Field(description="A folder on the server, inside VIEWFINDER_IMPORT_ROOTS.")
+    folder_prefix: str = ""
+
+
+class JobOut(BaseModel):
+    id: str
+    kind: str
+    state: str
+    total: int
+    done: int
+    failed: int
+    error: str | None
+    params: dict[str, Any]
+    result: dict[str, Any] | None
+    created_at: datetime
+    updated_at: datetime
+
+    @classmethod
+    def of(cls, job: Job) -> JobOut:
+        return cls.model_validate(job, from_attributes=True)
+
+
+class ProcessingOut(BaseModel):
+    kind: str
+    counts: dict[str, int]
+    indexed: int
+
+
+class SearchIn(BaseModel):
+    query: str | None = Field(None, description="Text to search for (CLIP text tower).")
+    asset_id: int | None = Field(None, description="Find images similar to this asset.")
+    k: int = Field(10, ge=1, le=1000)
+    offset: int = Field(0, ge=0)
+    folder: str | None = None
+    include_subfolders: bool = True
+    captured_from: datetime | None = None
+    captured_to: datetime | None = None
+    min_score: float | None = Field(None, ge=-1, le=1)
+
+
+class SearchHitOut(BaseModel):
+    score: float
+    asset: AssetOut
+
+
+class SearchOut(BaseModel):
+    hits: list[SearchHitOut]
+    k: int
+    offset: int
+
+
+class DuplicateGroupOut(BaseModel):
+    asset_ids: list[int]
+    min_score: float

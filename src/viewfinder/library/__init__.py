@@ -1,0 +1,1 @@
+"""The image library: ingest, store, process (embed), index and search assets."""

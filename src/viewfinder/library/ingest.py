@@ -1,0 +1,160 @@
+"""Ingest: bytes, a URL or a server-side folder become assets.
+
+The order of writes makes a crash harmless: blobs first (content-addressed, atomic), then the asset
+row and its pending processing tasks in one transaction. A crash before the commit leaves at most an
+unreferenced blob that the same bytes will reuse; a committed row always has its files."""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path, PurePosixPath
+
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session, sessionmaker
+
+from viewfinder.db import repository as repo
+from viewfinder.db.models import Asset
+from viewfinder.errors import InvalidInputError, ViewfinderError
+from viewfinder.imaging.decode import decode_image
+from viewfinder.imaging.fetch import FetchPolicy, fetch_image_bytes
+from viewfinder.library.metadata import PREVIEW_SIZE, THUMBNAIL_SIZE, image_facts, jpeg_of
+from viewfinder.storage.blobs import BlobStore, original_key, preview_key, thumbnail_key
+
+log = logging.getLogger(__name__)
+
+MAX_FOLDER_LENGTH = 1024
+
+
+@dataclass(frozen=True)
+class IngestResult:
+    asset: Asset
+    created: bool  # False: the same bytes were already an asset
+
+
+@dataclass
+class FolderReport:
+    created: int = 0
+    existing: int = 0
+    skipped: list[tuple[str, str]] = field(default_factory=list)  # (relative path, reason)
+
+    @property
+    def seen(self) -> int:
+        return self.created + self.existing + len(self.skipped)
+
+
+def clean_folder(folder: str) -> str:
+    """A folder label as stored: "/"-separated, no empty, "." or ".." parts, no leading slash."""
+    parts = [p for p in folder.replace("\\", "/").split("/") if p not in ("", ".")]
+    if ".." in parts:
+        raise InvalidInputError(f"folder {folder!r} may not contain '..'")
+    cleaned = "/".join(parts)
+    if len(cleaned) > MAX_FOLDER_LENGTH or any(ord(c) < 32 for c in cleaned):
+        raise InvalidInputError("folder is too long or contains control characters")
+    return cleaned
+
+
+class IngestService:
+    def __init__(
+        self,
+        sessions: sessionmaker[Session],
+        blobs: BlobStore,
+        fetch_policy: FetchPolicy,
+        max_image_pixels: int,
+        task_kinds: tuple[str, ...],
+        on_new_assets: Callable[[], None] = lambda: None,
+    ) -> None:
+        self._sessions = sessions
+        self._blobs = blobs
+        self._fetch_policy = fetch_policy
+        self._max_pixels = max_image_pixels
+        self._task_kinds = task_kinds
+        self._on_new_assets = on_new_assets
+
+    def ingest_bytes(
+        self, data: bytes, filename: str, folder: str = "", source_url: str | None = None
+    ) -> IngestResult:
+        """Store one image; non-images raise InvalidImageError and leave nothing behind."""
+        folder = clean_folder(folder)
+        sha = hashlib.sha256(data).hexdigest()
+        with self._sessions() as session:
+            existing = repo.get_asset_by_sha(session, sha)
+        if existing is not None:
+            return IngestResult(existing, created=False)
+        image = decode_image(data, self._max_pixels)  # refuses non-images before any write
+        facts = image_facts(data)
+        self._blobs.put(original_key(sha), data)
+        self._blobs.put(thumbnail_key(sha), jpeg_of(image, THUMBNAIL_SIZE))
+        self._blobs.put(preview_key(sha), jpeg_of(image, PREVIEW_SIZE))
+        asset = Asset(
+            sha256=sha,
+            original_filename=PurePosixPath(filename.replace("\\", "/")).name[:512] or "upload",
+            folder=folder,
+            content_type=facts.content_type,
+            size_bytes=len(data),
+            width=image.width,
+            height=image.height,
+            captured_at=facts.captured_at,
+            source_url=source_url,
+        )
+        try:
+            with self._sessions.begin() as session:
+                repo.add_asset(session, asset, self._task_kinds)
+        except IntegrityError:  # the same bytes arrived concurrently: theirs won
+            with self._sessions() as session:
+                winner = repo.get_asset_by_sha(session, sha)
+            if winner is None:
+                raise
+            return IngestResult(winner, created=False)
+        self._on_new_assets()
+        return IngestResult(asset, created=True)
+
+    def ingest_url(self, url: str, folder: str = "") -> IngestResult:
+        data = fetch_image_bytes(url, self._fetch_policy)
+        name = url.split("?", 1)[0].rstrip("/").rsplit("/", 1)[-1] or "download"
+        return self.ingest_bytes(data, name, folder, source_url=url)
+
+    def ingest_folder(
+        self,
+        root: Path,
+        prefix: str = "",
+        progress: Callable[[FolderReport], None] = lambda _: None,
+    ) -> FolderReport:
+        """Every image file under ``root``; folder = prefix + path relative to ``root``."""
+        prefix = clean_folder(prefix)
+        root = root.resolve()
+        report = FolderReport()
+        for path in iter_image_files(root):
+            relative = path.relative_to(root)
+            folder = "/".join(p for p in (prefix, relative.parent.as_posix()) if p not in ("", "."))
+            try:
+                result = self.ingest_bytes(path.read_bytes(), path.name, folder)
+            except (ViewfinderError, OSError) as exc:
+                report.skipped.append((relative.as_posix(), str(exc)))
+                log.info("skipped %s: %s", path, exc)
+            else:
+                if result.created:
+                    report.created += 1
+                else:
+                    report.existing += 1
+            progress(report)
+        return report
+
+
+def iter_image_files(root: Path) -> Iterator[Path]:
+    """Regular files under ``root`` in a stable order, skipping hidden entries and symlinks that
+    lead outside ``root`` (a folder import must not become a way to read other directories)."""
+    base = root.resolve()
+    for dirpath, dirnames, filenames in os.walk(base, followlinks=False):
+        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+        for name in sorted(filenames):
+            if name.startswith("."):
+                continue
+            path = Path(dirpath) / name
+            if path.is_symlink() and not path.resolve().is_relative_to(base):
+                continue
+            if path.is_file():
+                yield path

@@ -1,0 +1,98 @@
+"""The image library assembled from its parts, opened once per process."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+from sqlalchemy import Engine
+from sqlalchemy.orm import Session, sessionmaker
+
+from viewfinder.db.engine import make_engine, make_session_factory, normalize_url, sqlite_url_for
+from viewfinder.db.migrate import upgrade
+from viewfinder.imaging.fetch import FetchPolicy
+from viewfinder.library.clusters import ClusterService
+from viewfinder.library.duplicates import DuplicateFinder
+from viewfinder.library.ingest import IngestService
+from viewfinder.library.jobs import JobRunner
+from viewfinder.library.processing import CLIP_MODEL, EMBED_TASK, EmbeddingWorker
+from viewfinder.library.search import SearchService
+from viewfinder.library.vectors import LibraryIndex
+from viewfinder.runtime.pool import ModelPool
+from viewfinder.settings import Settings
+from viewfinder.storage.blobs import BlobStore, LocalBlobStore
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Library:
+    settings: Settings
+    engine: Engine
+    sessions: sessionmaker[Session]
+    blobs: BlobStore
+    index: LibraryIndex
+    worker: EmbeddingWorker
+    ingest: IngestService
+    search: SearchService
+    clusters: ClusterService
+    duplicates: DuplicateFinder
+    jobs: JobRunner
+
+    @classmethod
+    def open(cls, settings: Settings, pool: ModelPool) -> Library:
+        """Connect, migrate the schema to head, and wire the services (nothing runs yet)."""
+        url = normalize_url(settings.database_url or sqlite_url_for(settings.data_dir))
+        engine = make_engine(url)
+        upgrade(engine)
+        sessions = make_session_factory(engine)
+        blobs = LocalBlobStore(settings.blob_root)
+        index = LibraryIndex(
+            settings.index_path,
+            CLIP_MODEL,
+            sessions,
+            kind=settings.index_kind,
+            save_interval_s=settings.index_save_interval_s,
+        )
+        worker = EmbeddingWorker(
+            sessions,
+            blobs,
+            pool,
+            index,
+            batch_size=settings.worker_batch_size,
+            max_attempts=settings.task_max_attempts,
+            max_image_pixels=settings.max_image_pixels,
+        )
+        ingest = IngestService(
+            sessions,
+            blobs,
+            FetchPolicy.from_settings(settings),
+            settings.max_image_pixels,
+            task_kinds=(EMBED_TASK,),
+            on_new_assets=worker.wake,
+        )
+        return cls(
+            settings,
+            engine,
+            sessions,
+            blobs,
+            index,
+            worker,
+            ingest,
+            SearchService(sessions, pool, index),
+            ClusterService(sessions, settings.kmeans_clusters, settings.kmeans_batch_size),
+            DuplicateFinder(sessions, index),
+            JobRunner(sessions),
+        )
+
+    def start(self) -> None:
+        """Bring the vector index in step with the database, then start the workers."""
+        self.index.open()
+        if self.settings.worker_threads:
+            self.worker.start(self.settings.worker_threads)
+
+    def close(self) -> None:
+        self.jobs.close()
+        self.worker.stop()
+        self.index.save()
+        self.engine.dispose()

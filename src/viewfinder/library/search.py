@@ -1,0 +1,113 @@
+"""Search the library by meaning: text -> image (CLIP text tower), image -> image (an upload or a
+stored asset). Filters are turned into the set of allowed ids and applied inside the vector search,
+so a filtered query still returns k hits when k matching assets exist."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+import numpy as np
+from numpy.typing import NDArray
+from PIL import Image
+from sqlalchemy import select
+from sqlalchemy.orm import Session, sessionmaker
+
+from viewfinder.db import repository as repo
+from viewfinder.db.models import Asset
+from viewfinder.errors import InvalidInputError, NotFoundError
+from viewfinder.library.processing import CLIP_MODEL
+from viewfinder.library.vectors import LibraryIndex
+from viewfinder.runtime.pool import ModelPool
+
+MAX_QUERY_CHARS = 1000
+MAX_RESULTS = 1000
+
+
+@dataclass(frozen=True)
+class SearchFilters:
+    folder: str | None = None
+    include_subfolders: bool = True
+    captured_from: datetime | None = None
+    captured_to: datetime | None = None
+
+    @property
+    def active(self) -> bool:
+        return any(v is not None for v in (self.folder, self.captured_from, self.captured_to))
+
+
+@dataclass(frozen=True)
+class SearchHit:
+    asset: Asset
+    score: float  # cosine similarity of unit vectors, 1 = identical direction
+
+
+class SearchService:
+    def __init__(
+        self, sessions: sessionmaker[Session], pool: ModelPool, index: LibraryIndex
+    ) -> None:
+        self._sessions = sessions
+        self._pool = pool
+        self._index = index
+
+    def text_vector(self, text: str) -> NDArray[np.float32]:
+        text = text.strip()
+        if not text:
+            raise InvalidInputError("the search query is empty")
+        if len(text) > MAX_QUERY_CHARS:
+            raise InvalidInputError(f"the search query is longer than {MAX_QUERY_CHARS} characters")
+        return np.asarray(self._pool.run("clip_text", text), dtype=np.float32)
+
+    def image_vector(self, image: Image.Image) -> NDArray[np.float32]:
+        return np.asarray(self._pool.run("clip_image", image), dtype=np.float32)
+
+    def asset_vector(self, asset_id: int) -> NDArray[np.float32]:
+        with self._sessions() as session:
+            if repo.get_asset(session, asset_id) is None:
+                raise NotFoundError(f"asset {asset_id} does not exist")
+            vectors = repo.get_embeddings(session, CLIP_MODEL, [asset_id])
+        if asset_id not in vectors:
+            raise InvalidInputError(f"asset {asset_id} is not embedded yet; retry when processed")
+        return vectors[asset_id]
+
+    def search(
+        self,
+        query: NDArray[np.float32],
+        *,
+        k: int = 10,
+        offset: int = 0,
+        filters: SearchFilters | None = None,
+        min_score: float | None = None,
+        exclude: int | None = None,
+    ) -> list[SearchHit]:
+        """Hits ranked by score (ties by asset id), ``offset`` skipped, at most ``k``."""
+        if not 1 <= k <= MAX_RESULTS or offset < 0 or offset + k > 10 * MAX_RESULTS:
+            raise InvalidInputError(
+                f"k must be 1..{MAX_RESULTS} and offset + k at most {10 * MAX_RESULTS}"
+            )
+        allowed = None
+        if filters is not None and filters.active:
+            with self._sessions() as session:
+                allowed = repo.asset_ids_matching(
+                    session,
+                    folder=filters.folder,
+                    include_subfolders=filters.include_subfolders,
+                    captured_from=filters.captured_from,
+                    captured_to=filters.captured_to,
+                )
+            if len(allowed) == 0:
+                return []
+        want = offset + k + (1 if exclude is not None else 0)
+        hits = [h for h in self._index.search(query, want, allowed) if h.id != exclude]
+        hits = hits[offset : offset + k]
+        if min_score is not None:
+            hits = [h for h in hits if h.score >= min_score]
+        assets = self._assets([h.id for h in hits])
+        return [SearchHit(assets[h.id], h.score) for h in hits if h.id in assets]
+
+    def _assets(self, ids: list[int]) -> dict[int, Asset]:
+        if not ids:
+            return {}
+        with self._sessions() as session:
+            rows = session.scalars(select(Asset).where(Asset.id.in_(ids))).all()
+        return {a.id: a for a in rows}

@@ -1,0 +1,1 @@
+"""Image files: a content-addressed blob store (a local directory by default)."""

@@ -1,0 +1,141 @@
+"""kill -9 of the server in the middle of processing 200 uploaded images, then a restart: all 200
+assets are present, each embedded and indexed exactly once, and work finished before the kill is
+not redone. Real server processes, real SQLite, real files; prints the counts."""
+
+from __future__ import annotations
+
+import io
+import os
+import signal
+import socket
+import sqlite3
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import httpx
+import numpy as np
+import pytest
+from PIL import Image
+
+from tests.conftest import make_settings
+from viewfinder.index import load_index
+
+N_IMAGES = 200
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _env(tmp_path: Path, tiny_models: dict[str, Path], **extra: str) -> dict[str, str]:
+    settings = make_settings(tmp_path, tiny_models)
+    env = {**os.environ, "VIEWFINDER_OFFLINE": "1", "VIEWFINDER_LOG_LEVEL": "WARNING"}
+    for name in ("data_dir", "clip_model", "dinov2_model", "dinov3_model", "caption_model"):
+        env[f"VIEWFINDER_{name.upper()}"] = str(getattr(settings, name))
+    env.update(extra)
+    return env
+
+
+@contextmanager
+def server(env: dict[str, str]) -> Iterator[tuple[subprocess.Popen[bytes], str]]:
+    port = _free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "viewfinder", "serve", "--port", str(port)],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    base = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            if httpx.get(f"{base}/health", timeout=1).status_code == 200:
+                break
+        except httpx.HTTPError:
+            pass
+        assert proc.poll() is None, "server exited during start-up"
+        assert time.monotonic() < deadline, "server did not start"
+        time.sleep(0.1)
+    try:
+        yield proc, base
+    finally:
+        if proc.poll() is None:
+            proc.terminate()
+            proc.wait(timeout=60)
+
+
+def _image(i: int) -> bytes:
+    rng = np.random.default_rng(i)
+    out = io.BytesIO()
+    Image.fromarray(rng.integers(0, 255, (48, 64, 3), dtype=np.uint8)).save(out, format="PNG")
+    return out.getvalue()
+
+
+def _embedding_times(db: Path) -> dict[int, str]:
+    with sqlite3.connect(db) as conn:
+        return dict(conn.execute("SELECT asset_id, created_at FROM embeddings").fetchall())
+
+
+@pytest.mark.slow
+def test_kill_9_during_processing_then_restart(tmp_path: Path, tiny_models: dict[str, Path]) -> None:
+    quiet = _env(tmp_path, tiny_models, VIEWFINDER_WORKER_THREADS="0")
+    with server(quiet) as (_, base):
+        for start in range(0, N_IMAGES, 20):
+            files = [("files", (f"{i}.png", _image(i))) for i in range(start, start + 20)]
+            response = httpx.post(f"{base}/api/v1/assets", files=files, timeout=60)
+            assert response.status_code == 201
+        assert httpx.get(f"{base}/api/v1/assets").json()["total"] == N_IMAGES
+
+    working = _env(
+        tmp_path, tiny_models, VIEWFINDER_WORKER_THREADS="1", VIEWFINDER_WORKER_BATCH_SIZE="4"
+    )
+    with server(working) as (proc, base):
+        while True:
+            done = httpx.get(f"{base}/api/v1/jobs/processing").json()["counts"]["done"]
+            if done >= 8:
+                proc.send_signal(signal.SIGKILL)
+                proc.wait(timeout=30)
+                break
+            time.sleep(0.005)
+    db = tmp_path / "data" / "viewfinder.db"
+    before = _embedding_times(db)
+    with sqlite3.connect(db) as conn:
+        states = dict(
+            conn.execute("SELECT state, count(*) FROM asset_tasks GROUP BY state").fetchall()
+        )
+    print(f"\nat kill -9: {len(before)} embedded, task states {states}")
+    assert 0 < len(before) < N_IMAGES, "the kill must land in the middle of processing"
+
+    with server(working) as (_, base):
+        deadline = time.monotonic() + 120
+        while True:
+            state = httpx.get(f"{base}/api/v1/jobs/processing").json()
+            if state["counts"]["done"] == N_IMAGES and state["indexed"] == N_IMAGES:
+                break
+            assert state["counts"]["failed"] == 0
+            assert time.monotonic() < deadline, state
+            time.sleep(0.1)
+        total = httpx.get(f"{base}/api/v1/assets").json()["total"]
+
+    after = _embedding_times(db)
+    with sqlite3.connect(db) as conn:
+        asset_ids = sorted(r[0] for r in conn.execute("SELECT id FROM assets"))
+        tasks = conn.execute("SELECT state, count(*) FROM asset_tasks GROUP BY state").fetchall()
+        (dim,) = conn.execute("SELECT dim FROM embeddings LIMIT 1").fetchone()
+    index_ids = load_index(tmp_path / "data" / "index" / "clip.vfindex", dim).ids()
+    print(
+        f"after restart: assets={total}, embeddings={len(after)}, tasks={dict(tasks)}, "
+        f"index ids={len(index_ids)} (unique {len(np.unique(index_ids))})"
+    )
+    assert total == len(asset_ids) == N_IMAGES
+    assert sorted(after) == asset_ids
+    assert dict(tasks) == {"done": N_IMAGES}
+    assert sorted(index_ids.tolist()) == asset_ids
+    redone = [i for i, stamp in before.items() if after[i] != stamp]
+    assert redone == [], "work committed before the kill was repeated"
