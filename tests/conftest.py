@@ -19,6 +19,8 @@ from viewfinder.settings import Settings
 if TYPE_CHECKING:
     from viewfinder.container import Services
 
+pytest_plugins = ["tests.db_fixtures"]
+
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared"
 SHARED_MODELS = SHARED / "models"

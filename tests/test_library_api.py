@@ -336,3 +336,25 @@ def test_seed004_images_clusters_and_health(client: TestClient, library_settings
     client.post("/images", files={"file": ("new.jpg", jpeg((0, 255, 0)))})
     assert len([i for c in client.get("/clusters").json() for i in c["image_ids"]]) == 13
     assert client.post("/images", files={"file": ("x.txt", b"hello")}).status_code == 400
+
+
+def test_library_end_to_end_on_both_databases(
+    tmp_path: Path, tiny_models: dict[str, Path], database_url: str
+) -> None:
+    """Upload, background embedding, search and delete, on SQLite and on PostgreSQL."""
+    settings = make_settings(tmp_path, tiny_models, database_url=database_url)
+    with TestClient(create_app(settings)) as pg_client:
+        made = upload(
+            pg_client,
+            *[(f"{i}.jpg", jpeg((i * 40, 90, 90), seed=i)) for i in range(4)],
+            folder="x/y",
+        )
+        assert made.status_code == 201
+        again = upload(pg_client, ("dup.jpg", jpeg((0, 90, 90), seed=0)))
+        assert again.json()[0]["created"] is False
+        wait_processed(pg_client, 4)
+        hits = pg_client.post("/api/v1/search", json={"query": "a photo", "k": 10, "folder": "x"})
+        assert len(hits.json()["hits"]) == 4
+        first = made.json()[0]["asset"]["id"]
+        assert pg_client.delete(f"/api/v1/assets/{first}").status_code == 204
+        assert pg_client.get("/api/v1/assets").json()["total"] == 3

@@ -100,6 +100,7 @@ class Settings(BaseSettings):
     worker_threads: int = Field(1, ge=0, validation_alias=_env("WORKER_THREADS"))
     worker_batch_size: int = Field(32, ge=1, validation_alias=_env("WORKER_BATCH_SIZE"))
     task_max_attempts: int = Field(3, ge=1, validation_alias=_env("TASK_MAX_ATTEMPTS"))
+    worker_lease_s: float = Field(600.0, gt=0, validation_alias=_env("WORKER_LEASE_S"))
     index_kind: Literal["hnsw", "exact"] = Field("hnsw", validation_alias=_env("INDEX_KIND"))
     index_save_interval_s: float = Field(30.0, ge=0, validation_alias=_env("INDEX_SAVE_INTERVAL_S"))
     kmeans_clusters: int = Field(
@@ -123,6 +124,26 @@ class Settings(BaseSettings):
     fetch_allow_hosts: Annotated[list[str], NoDecode] = Field(
         default_factory=list, validation_alias=_env("FETCH_ALLOW_HOSTS")
     )
+
+    # --- image analyzer (seed 003) -------------------------------------------------------------
+    # Ollama is reached at a host the operator configures (never one a request names); the
+    # seed's own variable names OLLAMA_HOST / OLLAMA_MODEL are accepted.
+    ollama_host: str = Field(
+        "http://localhost:11434", validation_alias=_env("OLLAMA_HOST", "OLLAMA_HOST")
+    )
+    ollama_model: str = Field(
+        "mistral:latest", validation_alias=_env("OLLAMA_MODEL", "OLLAMA_MODEL")
+    )
+    ollama_connect_timeout_s: float = Field(
+        2.0, gt=0, validation_alias=_env("OLLAMA_CONNECT_TIMEOUT_S")
+    )  # short: an absent Ollama should cost the user a fallback prompt, not a long wait
+    ollama_read_timeout_s: float = Field(
+        120.0, gt=0, validation_alias=_env("OLLAMA_READ_TIMEOUT_S")
+    )
+    analyzer_labels: Path | None = Field(
+        None, validation_alias=_env("ANALYZER_LABELS")
+    )  # a JSON file of zero-shot categories replacing the shipped defaults
+    analyzer_top_k: int = Field(3, ge=1, validation_alias=_env("ANALYZER_TOP_K"))
 
     @field_validator("preload", "fetch_allow_hosts", "import_roots", mode="before")
     @classmethod

@@ -8,7 +8,13 @@ from dataclasses import dataclass
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
-from viewfinder.db.engine import make_engine, make_session_factory, normalize_url, sqlite_url_for
+from viewfinder.db.engine import (
+    is_sqlite,
+    make_engine,
+    make_session_factory,
+    normalize_url,
+    sqlite_url_for,
+)
 from viewfinder.db.migrate import upgrade
 from viewfinder.imaging.fetch import FetchPolicy
 from viewfinder.library.clusters import ClusterService
@@ -89,7 +95,10 @@ class Library:
         """Bring the vector index in step with the database, then start the workers."""
         self.index.open()
         if self.settings.worker_threads:
-            self.worker.start(self.settings.worker_threads)
+            # The embedded SQLite default has one process, so every running task at start is an
+            # orphan; a shared PostgreSQL has other live workers, whose claims get a lease.
+            lease = 0.0 if is_sqlite(self.engine) else self.settings.worker_lease_s
+            self.worker.start(self.settings.worker_threads, lease)
 
     def close(self) -> None:
         self.jobs.close()

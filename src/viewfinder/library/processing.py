@@ -11,7 +11,7 @@ import socket
 import threading
 import time
 from collections.abc import Sequence
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import numpy as np
@@ -86,9 +86,13 @@ class EmbeddingWorker:
                 errors[asset_id] = f"embedding failed: {vector}"
                 del vectors[asset_id]
         with self._sessions.begin() as session:
-            for asset_id, vector in vectors.items():
-                repo.put_embedding(session, asset_id, CLIP_MODEL, vector)
-                repo.complete_task(session, asset_id, EMBED_TASK)
+            for asset_id, vector in list(vectors.items()):
+                # complete_task is False when the asset was deleted meanwhile (its task went with
+                # it): then there is nothing to store the embedding for.
+                if repo.complete_task(session, asset_id, EMBED_TASK):
+                    repo.put_embedding(session, asset_id, CLIP_MODEL, vector)
+                else:
+                    del vectors[asset_id]
             for asset_id, error in errors.items():
                 state = repo.fail_task(session, asset_id, EMBED_TASK, error, self._max_attempts)
                 log.warning("asset %d: %s (task now %s)", asset_id, error, state)
@@ -139,14 +143,15 @@ class EmbeddingWorker:
 
     # --- the loop -----------------------------------------------------------------------------
 
-    def recover(self) -> int:
-        """Give back tasks left running by a process that died (the embedded single process
-        owns every task of its database, so at start all running tasks are orphans)."""
+    def recover(self, lease_s: float) -> int:
+        """Give back tasks left running by a process that died: those claimed more than
+        ``lease_s`` ago (0: every running task, right for the embedded single process)."""
         with self._sessions.begin() as session:
-            return repo.requeue_stale(session, EMBED_TASK, datetime.now(UTC))
+            older_than = datetime.now(UTC) - timedelta(seconds=lease_s)
+            return repo.requeue_stale(session, EMBED_TASK, older_than)
 
-    def start(self, threads: int = 1) -> None:
-        recovered = self.recover()
+    def start(self, threads: int = 1, lease_s: float = 0.0) -> None:
+        recovered = self.recover(lease_s)
         if recovered:
             log.info("requeued %d interrupted embedding tasks", recovered)
         for n in range(threads):

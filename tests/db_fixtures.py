@@ -1,0 +1,153 @@
+"""Database fixtures over both backends: import them into conftest.py.
+
+``database_url`` is parametrized over SQLite and PostgreSQL and gives each test a migrated, empty
+database. SQLite: a copy of a template file migrated once per session. PostgreSQL: one database
+``viewfinder_test_<random>`` per session, migrated once, truncated before every test and dropped
+at the end; tests skip with the reason when the server does not answer. Set
+``VIEWFINDER_TEST_POSTGRES_URL`` to use a server other than postgres@127.0.0.1:5432."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import pytest
+from sqlalchemy import Engine, create_engine, inspect, text
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import OperationalError
+from sqlalchemy.orm import Session, sessionmaker
+
+from viewfinder.db.engine import make_engine, make_session_factory, normalize_url
+from viewfinder.db.migrate import current_revision, head_revision, upgrade
+from viewfinder.db.models import Base
+
+__all__ = [
+    "database_url",
+    "empty_database_url",
+    "engine",
+    "postgres_admin_url",
+    "postgres_test_database",
+    "sessions",
+    "sqlite_template",
+]
+
+BACKENDS = ["sqlite", "postgresql"]
+DEFAULT_POSTGRES_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
+
+
+@pytest.fixture(scope="session")
+def postgres_admin_url() -> str:
+    """URL of the server's maintenance database; skips when the server does not answer."""
+    url = normalize_url(os.environ.get("VIEWFINDER_TEST_POSTGRES_URL", DEFAULT_POSTGRES_URL))
+    admin = create_engine(url, connect_args={"connect_timeout": 3})
+    try:
+        with admin.connect() as connection:
+            connection.execute(text("SELECT 1"))
+    except OperationalError as exc:
+        pytest.skip(f"PostgreSQL at {make_url(url).render_as_string()} does not answer: {exc}")
+    finally:
+        admin.dispose()
+    return url
+
+
+@contextmanager
+def _created_postgres_database(admin_url: str) -> Iterator[str]:
+    """A new, empty database on the server; dropped (even with open connections) on exit."""
+    name = f"viewfinder_test_{uuid.uuid4().hex[:12]}"
+    admin = create_engine(admin_url, isolation_level="AUTOCOMMIT")
+    try:
+        with admin.connect() as connection:
+            connection.execute(text(f'CREATE DATABASE "{name}"'))
+        try:
+            yield make_url(admin_url).set(database=name).render_as_string(hide_password=False)
+        finally:
+            with admin.connect() as connection:
+                connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    finally:
+        admin.dispose()
+
+
+@pytest.fixture(scope="session")
+def postgres_test_database(postgres_admin_url: str) -> Iterator[tuple[str, Engine]]:
+    """The session's migrated test database: its URL and an engine used to reset it."""
+    with _created_postgres_database(postgres_admin_url) as url:
+        upgrade(url)
+        maintenance = make_engine(url)
+        try:
+            yield url, maintenance
+        finally:
+            maintenance.dispose()
+
+
+def _reset_postgres(url: str, maintenance: Engine) -> None:
+    """Empty every table; rebuild the schema if a test changed it (a downgrade, a drop)."""
+    tables = ", ".join(f'"{table.name}"' for table in Base.metadata.sorted_tables)
+    with maintenance.connect() as connection:
+        # Fail loudly rather than hang when an earlier test leaked a transaction.
+        connection.execute(text("SET lock_timeout = '10s'"))
+        intact = current_revision(maintenance) == head_revision() and set(
+            inspect(connection).get_table_names()
+        ) >= {table.name for table in Base.metadata.sorted_tables}
+        if intact:
+            connection.execute(text(f"TRUNCATE {tables} RESTART IDENTITY CASCADE"))
+        else:
+            connection.execute(text("DROP SCHEMA public CASCADE"))
+            connection.execute(text("CREATE SCHEMA public"))
+        connection.commit()
+    if not intact:
+        upgrade(url)
+
+
+@pytest.fixture(scope="session")
+def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A migrated, empty SQLite file; each test gets a copy (cheaper than migrating again)."""
+    path = tmp_path_factory.mktemp("sqlite-template") / "viewfinder.db"
+    engine = make_engine(f"sqlite:///{path}")
+    try:
+        upgrade(engine)
+        with engine.connect() as connection:
+            # Fold the WAL into the main file, so copying that one file copies everything.
+            connection.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")
+    finally:
+        engine.dispose()
+    return path
+
+
+@pytest.fixture(params=BACKENDS)
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """A migrated, empty database for this test, on each backend in turn."""
+    if request.param == "sqlite":
+        template: Path = request.getfixturevalue("sqlite_template")
+        path = tmp_path / "db" / "viewfinder.db"
+        path.parent.mkdir()
+        shutil.copyfile(template, path)
+        return f"sqlite:///{path}"
+    url, maintenance = request.getfixturevalue("postgres_test_database")
+    _reset_postgres(url, maintenance)
+    return str(url)
+
+
+@pytest.fixture(params=BACKENDS)
+def empty_database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """A database with no schema at all (never migrated), on each backend in turn."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'empty' / 'viewfinder.db'}"
+        return
+    with _created_postgres_database(request.getfixturevalue("postgres_admin_url")) as url:
+        yield url
+
+
+@pytest.fixture
+def engine(database_url: str) -> Iterator[Engine]:
+    engine = make_engine(database_url)
+    yield engine
+    engine.dispose()
+
+
+@pytest.fixture
+def sessions(engine: Engine) -> sessionmaker[Session]:
+    return make_session_factory(engine)
