@@ -151,3 +151,86 @@ class Job(Base):
     claimed_by: Mapped[str | None] = mapped_column(String(128))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+
+class Person(Base):
+    """A named person. Names are unique regardless of case (labelling "alice" reuses "Alice")."""
+
+    __tablename__ = "persons"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    name: Mapped[str] = mapped_column(String(200))
+    name_key: Mapped[str] = mapped_column(String(200), unique=True)  # casefolded name
+    hidden: Mapped[bool] = mapped_column(default=False)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+
+class Face(Base):
+    """One detected face: where it is, how good it is, its recognition embedding, and who it is.
+
+    ``person_source`` records how ``person_id`` was set: ``manual`` (a user assigned it or labelled
+    its cluster) is never changed by automatic runs; ``auto`` (matched by dual-mode clustering) is
+    recomputed by them. ``cluster_id`` is the id of its unknown-faces cluster, stable across runs."""
+
+    __tablename__ = "faces"
+    __table_args__ = (Index("ix_faces_person_id", "person_id"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    asset_id: Mapped[int] = mapped_column(
+        BigId, ForeignKey("assets.id", ondelete="CASCADE"), index=True
+    )
+    x1: Mapped[float]
+    y1: Mapped[float]
+    x2: Mapped[float]
+    y2: Mapped[float]
+    landmarks: Mapped[list[list[float]]] = mapped_column(JSON)
+    detection_score: Mapped[float]
+    quality: Mapped[float]
+    clusterable: Mapped[bool] = mapped_column(default=True)
+    dim: Mapped[int] = mapped_column(Integer)
+    embedding: Mapped[bytes] = mapped_column(LargeBinary)
+    thumbnail: Mapped[bytes] = mapped_column(LargeBinary)  # JPEG of the aligned face
+    person_id: Mapped[int | None] = mapped_column(
+        BigId, ForeignKey("persons.id", ondelete="SET NULL")
+    )
+    person_source: Mapped[str | None] = mapped_column(String(16))
+    match_score: Mapped[float | None]
+    cluster_id: Mapped[str | None] = mapped_column(String(32), index=True)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class FaceHead(Base):
+    """A trained face-matching projection head (weights as safetensors bytes, never pickle)."""
+
+    __tablename__ = "face_heads"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    version: Mapped[str] = mapped_column(String(64), unique=True)
+    active: Mapped[bool] = mapped_column(default=False)
+    weights: Mapped[bytes] = mapped_column(LargeBinary)
+    metrics: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class Collection(Base):
+    """A named set of assets; its members are the positives of its classifier."""
+
+    __tablename__ = "collections"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    name: Mapped[str] = mapped_column(String(200), unique=True)
+    description: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class CollectionMember(Base):
+    __tablename__ = "collection_members"
+
+    collection_id: Mapped[int] = mapped_column(
+        BigId, ForeignKey("collections.id", ondelete="CASCADE"), primary_key=True
+    )
+    asset_id: Mapped[int] = mapped_column(
+        BigId, ForeignKey("assets.id", ondelete="CASCADE"), primary_key=True, index=True
+    )
+    added_at: Mapped[datetime] = mapped_column(default=utcnow)
