@@ -11,7 +11,7 @@ from starlette.concurrency import run_in_threadpool
 import viewfinder
 from viewfinder.api.errors import install_error_handlers
 from viewfinder.api.middleware import RequestLogMiddleware
-from viewfinder.api.routes import analysis, library, seed002, seed004
+from viewfinder.api.routes import analysis, library, seed002, seed003, seed004
 from viewfinder.api.uploads import BodySizeLimitMiddleware
 from viewfinder.container import Services
 from viewfinder.settings import Settings
@@ -44,6 +44,7 @@ def create_app(settings: Settings, services: Services | None = None) -> FastAPI:
     app.include_router(library.router)
     app.include_router(seed002.router)
     app.include_router(seed004.router)
+    app.include_router(seed003.router)
     app.add_middleware(BodySizeLimitMiddleware, max_upload_bytes=settings.max_upload_bytes)
     app.add_middleware(RequestLogMiddleware)
     return app
