@@ -44,7 +44,7 @@ class Services:
         analysis = AnalysisService(
             pool, classifiers, FetchPolicy.from_settings(settings), settings.max_image_pixels
         )
-        library = Library.open(settings, pool) if with_library else None
+        library = Library.open(settings, pool, classifiers) if with_library else None
         return cls(settings, device, models, pool, classifiers, analysis, library)
 
     def start(self) -> None:

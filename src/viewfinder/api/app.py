@@ -11,7 +11,7 @@ from starlette.concurrency import run_in_threadpool
 import viewfinder
 from viewfinder.api.errors import install_error_handlers
 from viewfinder.api.middleware import RequestLogMiddleware
-from viewfinder.api.routes import analysis, library, seed002, seed003, seed004
+from viewfinder.api.routes import analysis, collections, library, seed002, seed003, seed004
 from viewfinder.api.uploads import BodySizeLimitMiddleware
 from viewfinder.container import Services
 from viewfinder.settings import Settings
@@ -42,6 +42,7 @@ def create_app(settings: Settings, services: Services | None = None) -> FastAPI:
     install_error_handlers(app)
     app.include_router(analysis.router)
     app.include_router(library.router)
+    app.include_router(collections.router)
     app.include_router(seed002.router)
     app.include_router(seed004.router)
     app.include_router(seed003.router)

@@ -127,6 +127,26 @@ class ClassifierStore:
             self._refresh()
             return sorted(self._best)
 
+    def versions(self, collection_id: int) -> list[LinearClassifier]:
+        """Every stored version of a collection's classifier, oldest first."""
+        found = []
+        for path in sorted(self.directory.glob(f"collection_{collection_id}_classifier_*.json")):
+            try:
+                found.append(LinearClassifier.from_json(json.loads(path.read_text("utf-8"))))
+            except (ValueError, KeyError, TypeError):
+                continue  # not ours or damaged: never loaded, never deleted
+        return sorted(found, key=lambda c: c.version)
+
+    def delete(self, classifier: LinearClassifier) -> None:
+        (self.directory / classifier.file_name).unlink(missing_ok=True)
+        with self._lock:
+            self._cache.pop(classifier.file_name, None)
+
+    def write_json(self, name: str, payload: object) -> Path:
+        path = self.directory / name
+        _write_atomically(path, json.dumps(payload, indent=2, sort_keys=True, default=str))
+        return path
+
     def save(self, classifier: LinearClassifier, promote: bool = True) -> Path:
         path = self.directory / classifier.file_name
         _write_atomically(path, json.dumps(classifier.to_json()))

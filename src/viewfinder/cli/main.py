@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated
 
@@ -216,3 +217,135 @@ def index(
         raise _fail(exc) from None
     finally:
         services.close()
+
+
+@app.command("train-classifiers")
+def train_classifiers(
+    collection: Annotated[
+        list[int] | None, typer.Option("--collection", "-c", help="Only these collection ids.")
+    ] = None,
+    source: Annotated[
+        str | None,
+        typer.Option(help="Import seed 000 training data from this folder or URL instead."),
+    ] = None,
+) -> None:
+    """Train each collection's classifier, run the bake-off, promote the best, keep the top 10."""
+    from viewfinder.container import Services
+
+    settings = _settings().model_copy(update={"worker_threads": 0})
+    services = Services.build(settings, with_library=True)
+    library = services.require_library()
+    try:
+        sets = (
+            library.trainer.seed_sets(source)
+            if source
+            else library.trainer.library_sets(collection)
+        )
+        reports = library.trainer.train(sets)
+    except ViewfinderError as exc:
+        raise _fail(exc) from None
+    finally:
+        services.close()
+    typer.echo(
+        f"{'collection':>10} {'name':20} {'size':>6} {'precision':>9} {'recall':>7}  version"
+    )
+    for r in reports:
+        if r.skipped:
+            typer.echo(
+                f"{r.collection_id:>10} {r.name[:20]:20} {r.positives:>6}  skipped: {r.skipped}"
+            )
+            continue
+        typer.echo(
+            f"{r.collection_id:>10} {r.name[:20]:20} {r.positives:>6} {r.precision:>9.3f} "
+            f"{r.recall:>7.3f}  {r.chosen_version} ({r.versions_kept} kept)"
+        )
+
+
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".gif", ".bmp", ".tif", ".tiff", ".webp"}
+
+
+@app.command("caption-folder")
+def caption_folder(
+    path: Annotated[Path, typer.Argument(help="A folder of images.")],
+    force: Annotated[
+        bool, typer.Option("--force", "-f", help="Overwrite existing .txt files.")
+    ] = False,
+    server: Annotated[
+        str | None,
+        typer.Option(help="Caption through a running server (e.g. http://localhost:8000)."),
+    ] = None,
+    max_length: Annotated[int, typer.Option(help="Longest caption, in tokens.")] = 50,
+) -> None:
+    """Write NAME.txt with a caption beside every image NAME.ext in PATH."""
+    if not path.is_dir():
+        raise _fail(InvalidInputError(f"{path} is not a folder"))
+    images = sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+    todo = [p for p in images if force or not p.with_suffix(".txt").exists()]
+    typer.echo(f"{len(images)} images, {len(images) - len(todo)} already captioned", err=True)
+    captioner = _remote_captioner(server, max_length) if server else _local_captioner(max_length)
+    failures = 0
+    with typer.progressbar(todo, label="caption", file=sys.stderr) as bar:
+        for image_path in bar:
+            try:
+                caption = captioner(image_path.read_bytes(), image_path.name)
+            except (ViewfinderError, OSError) as exc:
+                failures += 1
+                typer.echo(f"\nskipped {image_path.name}: {exc}", err=True)
+                continue
+            _write_text(image_path.with_suffix(".txt"), caption + "\n")
+    typer.echo(f"{len(todo) - failures} captioned, {failures} skipped")
+
+
+def _write_text(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(text, encoding="utf-8")
+    tmp.replace(path)
+
+
+def _local_captioner(max_length: int) -> Callable[[bytes, str], str]:
+    from viewfinder.container import Services
+    from viewfinder.models.caption import CaptionRequest
+
+    services = Services.build(_settings())
+
+    def caption(data: bytes, _name: str) -> str:
+        image = services.analysis.image_from_bytes(data)
+        text: str = services.pool.run("caption", CaptionRequest(image, max_length))
+        return text
+
+    return caption
+
+
+def _remote_captioner(server: str, max_length: int) -> Callable[[bytes, str], str]:
+    import httpx
+
+    tasks = json.dumps(
+        [
+            {
+                "operation_id": "caption",
+                "type": "describe_image",
+                "params": {"max_length": max_length},
+            }
+        ]
+    )
+
+    def caption(data: bytes, name: str) -> str:
+        try:
+            response = httpx.post(
+                f"{server.rstrip('/')}/analyze_image_upload/",
+                files={"image_file": (name, data)},
+                data={"tasks_json": tasks},
+                timeout=300,
+            )
+        except httpx.HTTPError as exc:
+            raise InvalidInputError(f"server unreachable: {exc}") from None
+        if response.status_code != 200:
+            raise InvalidInputError(
+                f"server answered {response.status_code}: {response.text[:200]}"
+            )
+        result = response.json()["results"]["caption"]
+        if result["status"] != "success":
+            raise InvalidInputError(result["error_message"] or result["status"])
+        return str(result["data"])
+
+    return caption

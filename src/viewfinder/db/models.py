@@ -170,8 +170,9 @@ class Face(Base):
     """One detected face: where it is, how good it is, its recognition embedding, and who it is.
 
     ``person_source`` records how ``person_id`` was set: ``manual`` (a user assigned it or labelled
-    its cluster) is never changed by automatic runs; ``auto`` (matched by dual-mode clustering) is
-    recomputed by them. ``cluster_id`` is the id of its unknown-faces cluster, stable across runs."""
+    its cluster) is never changed by automatic runs; ``auto`` (matched by dual-mode clustering)
+    is recomputed by them. ``cluster_id`` is the id of its unknown-faces cluster, stable across
+    runs."""
 
     __tablename__ = "faces"
     __table_args__ = (Index("ix_faces_person_id", "person_id"),)

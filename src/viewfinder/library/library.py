@@ -8,6 +8,8 @@ from dataclasses import dataclass
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
+from viewfinder.classifiers.service import ClassifierTrainer
+from viewfinder.classifiers.store import ClassifierStore
 from viewfinder.db.engine import (
     is_sqlite,
     make_engine,
@@ -44,9 +46,10 @@ class Library:
     clusters: ClusterService
     duplicates: DuplicateFinder
     jobs: JobRunner
+    trainer: ClassifierTrainer
 
     @classmethod
-    def open(cls, settings: Settings, pool: ModelPool) -> Library:
+    def open(cls, settings: Settings, pool: ModelPool, classifiers: ClassifierStore) -> Library:
         """Connect, migrate the schema to head, and wire the services (nothing runs yet)."""
         url = normalize_url(settings.database_url or sqlite_url_for(settings.data_dir))
         engine = make_engine(url)
@@ -89,6 +92,7 @@ class Library:
             ClusterService(sessions, settings.kmeans_clusters, settings.kmeans_batch_size),
             DuplicateFinder(sessions, index),
             JobRunner(sessions),
+            ClassifierTrainer(sessions, classifiers, FetchPolicy.from_settings(settings)),
         )
 
     def start(self) -> None:

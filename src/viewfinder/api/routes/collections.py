@@ -1,0 +1,194 @@
+"""Collections (named sets of assets) and the classifiers trained on them."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Query, Request, Response, status
+from pydantic import BaseModel, Field
+from sqlalchemy.exc import IntegrityError
+
+from viewfinder.api.deps import library, services
+from viewfinder.api.schemas_library import AssetOut, JobOut
+from viewfinder.classifiers.training import REPORT_FILE, CollectionReport
+from viewfinder.container import Services
+from viewfinder.db import collections as repo
+from viewfinder.db.models import Collection
+from viewfinder.errors import ConflictError, NotFoundError
+from viewfinder.library.library import Library
+
+router = APIRouter(prefix="/api/v1", tags=["collections and classifiers"])
+LibraryDep = Annotated[Library, Depends(library)]
+ServicesDep = Annotated[Services, Depends(services)]
+
+
+class CollectionIn(BaseModel):
+    name: str = Field(min_length=1, max_length=200)
+    description: str | None = Field(None, max_length=4000)
+
+
+class ClassifierOut(BaseModel):
+    version: str
+    precision: float | None
+    recall: float | None
+
+
+class CollectionOut(BaseModel):
+    id: int
+    name: str
+    description: str | None
+    size: int
+    created_at: datetime
+    classifier: ClassifierOut | None
+
+
+class AssetIdsIn(BaseModel):
+    asset_ids: list[int] = Field(min_length=1, max_length=10000)
+
+
+class TrainIn(BaseModel):
+    collection_ids: list[int] | None = Field(None, description="Default: every collection.")
+    source: str | None = Field(
+        None, description="Import seed 000 training data from this folder or URL instead."
+    )
+    queue: bool = Field(True, description="Run as a background job (true) or inline (false).")
+
+
+def _out(svc: Services, collection: Collection, size: int) -> CollectionOut:
+    promoted = svc.classifiers.get(collection.id)
+    classifier = None
+    if promoted is not None:
+        classifier = ClassifierOut(
+            version=promoted.version,
+            precision=promoted.metrics.get("precision"),
+            recall=promoted.metrics.get("recall"),
+        )
+    return CollectionOut(
+        id=collection.id,
+        name=collection.name,
+        description=collection.description,
+        size=size,
+        created_at=collection.created_at,
+        classifier=classifier,
+    )
+
+
+def _collection(lib: Library, collection_id: int) -> tuple[Collection, int]:
+    with lib.sessions() as session:
+        collection = repo.get_collection(session, collection_id)
+        if collection is None:
+            raise NotFoundError(f"collection {collection_id} does not exist")
+        return collection, repo.member_count(session, collection_id)
+
+
+@router.post("/collections", status_code=status.HTTP_201_CREATED, response_model=CollectionOut)
+def create_collection(body: CollectionIn, svc: ServicesDep) -> CollectionOut:
+    lib = svc.require_library()
+    try:
+        with lib.sessions.begin() as session:
+            collection = repo.create_collection(session, body.name.strip(), body.description)
+    except IntegrityError:
+        raise ConflictError(f"a collection named {body.name!r} already exists") from None
+    return _out(svc, collection, 0)
+
+
+@router.get("/collections", response_model=list[CollectionOut])
+def list_collections(svc: ServicesDep) -> list[CollectionOut]:
+    lib = svc.require_library()
+    with lib.sessions() as session:
+        return [_out(svc, c, n) for c, n in repo.list_collections(session)]
+
+
+@router.get("/collections/{collection_id}", response_model=CollectionOut)
+def get_collection(collection_id: int, svc: ServicesDep) -> CollectionOut:
+    return _out(svc, *_collection(svc.require_library(), collection_id))
+
+
+@router.delete("/collections/{collection_id}", status_code=status.HTTP_204_NO_CONTENT)
+def delete_collection(collection_id: int, lib: LibraryDep) -> Response:
+    with lib.sessions.begin() as session:
+        if not repo.delete_collection(session, collection_id):
+            raise NotFoundError(f"collection {collection_id} does not exist")
+    return Response(status_code=status.HTTP_204_NO_CONTENT)
+
+
+@router.get("/collections/{collection_id}/assets", response_model=list[AssetOut])
+def collection_assets(
+    collection_id: int,
+    request: Request,
+    lib: LibraryDep,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    offset: Annotated[int, Query(ge=0)] = 0,
+) -> list[AssetOut]:
+    _collection(lib, collection_id)
+    with lib.sessions() as session:
+        return [
+            AssetOut.of(a, request) for a in repo.members(session, collection_id, limit, offset)
+        ]
+
+
+@router.post("/collections/{collection_id}/assets")
+def add_assets(collection_id: int, body: AssetIdsIn, lib: LibraryDep) -> dict[str, int]:
+    """Add assets to the collection (already-present ones are ignored)."""
+    _collection(lib, collection_id)
+    with lib.sessions.begin() as session:
+        unknown = sorted(set(body.asset_ids) - repo.existing_asset_ids(session, body.asset_ids))
+        if unknown:
+            raise NotFoundError(f"assets {unknown[:20]} do not exist")
+        added = repo.add_members(session, collection_id, body.asset_ids)
+    return {"added": added, "size": _collection(lib, collection_id)[1]}
+
+
+@router.post("/collections/{collection_id}/assets/remove")
+def remove_assets(collection_id: int, body: AssetIdsIn, lib: LibraryDep) -> dict[str, int]:
+    _collection(lib, collection_id)
+    with lib.sessions.begin() as session:
+        removed = repo.remove_members(session, collection_id, body.asset_ids)
+    return {"removed": removed, "size": _collection(lib, collection_id)[1]}
+
+
+@router.delete(
+    "/collections/{collection_id}/assets/{asset_id}", status_code=status.HTTP_204_NO_CONTENT
+)
+def remove_asset(collection_id: int, asset_id: int, lib: LibraryDep) -> Response:
+    _collection(lib, collection_id)
+    with lib.sessions.begin() as session:
+        if not repo.remove_members(session, collection_id, [asset_id]):
+            raise NotFoundError(f"asset {asset_id} is not in collection {collection_id}")
+    return Response(status_code=status.HTTP_204_NO_CONTENT)
+
+
+# --- classifiers --------------------------------------------------------------------------------
+
+
+def _train(lib: Library, body: TrainIn) -> list[CollectionReport]:
+    if body.source is not None:
+        sets = lib.trainer.seed_sets(body.source)
+    else:
+        sets = lib.trainer.library_sets(body.collection_ids)
+    return lib.trainer.train(sets)
+
+
+@router.post("/classifiers/train", response_model=None)
+def train_classifiers(body: TrainIn, lib: LibraryDep, response: Response) -> dict[str, Any]:
+    """Train every (or the given) collection's classifier; ``queue`` runs it as a job."""
+    if body.queue:
+        job = lib.jobs.submit(
+            "train_classifiers",
+            body.model_dump(exclude={"queue"}),
+            lambda _progress: {"collections": [r.__dict__ for r in _train(lib, body)]},
+        )
+        response.status_code = status.HTTP_202_ACCEPTED
+        return JobOut.of(job).model_dump(mode="json")
+    return {"collections": [r.__dict__ for r in _train(lib, body)]}
+
+
+@router.get("/classifiers/report")
+def training_report(svc: ServicesDep) -> Any:
+    """The report of the last training run (per collection: size, precision, recall, version)."""
+    path = svc.classifiers.directory / REPORT_FILE
+    if not path.is_file():
+        raise NotFoundError("no classifier has been trained yet")
+    return json.loads(path.read_text("utf-8"))
