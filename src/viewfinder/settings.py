@@ -100,6 +100,7 @@ class Settings(BaseSettings):
     worker_threads: int = Field(1, ge=0, validation_alias=_env("WORKER_THREADS"))
     worker_batch_size: int = Field(32, ge=1, validation_alias=_env("WORKER_BATCH_SIZE"))
     task_max_attempts: int = Field(3, ge=1, validation_alias=_env("TASK_MAX_ATTEMPTS"))
+    caption_assets: bool = Field(False, validation_alias=_env("CAPTION_ASSETS"))
     worker_lease_s: float = Field(600.0, gt=0, validation_alias=_env("WORKER_LEASE_S"))
     index_kind: Literal["hnsw", "exact"] = Field("hnsw", validation_alias=_env("INDEX_KIND"))
     index_save_interval_s: float = Field(30.0, ge=0, validation_alias=_env("INDEX_SAVE_INTERVAL_S"))

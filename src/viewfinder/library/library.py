@@ -23,7 +23,13 @@ from viewfinder.library.clusters import ClusterService
 from viewfinder.library.duplicates import DuplicateFinder
 from viewfinder.library.ingest import IngestService
 from viewfinder.library.jobs import JobRunner
-from viewfinder.library.processing import CLIP_MODEL, EMBED_TASK, EmbeddingWorker
+from viewfinder.library.processing import (
+    CLIP_MODEL,
+    CaptionProcessor,
+    EmbeddingProcessor,
+    TaskProcessor,
+    TaskWorker,
+)
 from viewfinder.library.search import SearchService
 from viewfinder.library.vectors import LibraryIndex
 from viewfinder.runtime.pool import ModelPool
@@ -40,7 +46,8 @@ class Library:
     sessions: sessionmaker[Session]
     blobs: BlobStore
     index: LibraryIndex
-    worker: EmbeddingWorker
+    worker: TaskWorker  # embeddings: what search and clusters wait for
+    workers: list[TaskWorker]  # every kind this library processes
     ingest: IngestService
     search: SearchService
     clusters: ClusterService
@@ -63,22 +70,32 @@ class Library:
             kind=settings.index_kind,
             save_interval_s=settings.index_save_interval_s,
         )
-        worker = EmbeddingWorker(
-            sessions,
-            blobs,
-            pool,
-            index,
-            batch_size=settings.worker_batch_size,
-            max_attempts=settings.task_max_attempts,
-            max_image_pixels=settings.max_image_pixels,
-        )
+        processors: list[TaskProcessor] = [EmbeddingProcessor(pool, index)]
+        if settings.caption_assets:
+            processors.append(CaptionProcessor(pool))
+        workers = [
+            TaskWorker(
+                processor,
+                sessions,
+                blobs,
+                batch_size=settings.worker_batch_size,
+                max_attempts=settings.task_max_attempts,
+                max_image_pixels=settings.max_image_pixels,
+            )
+            for processor in processors
+        ]
+
+        def wake_all() -> None:
+            for worker in workers:
+                worker.wake()
+
         ingest = IngestService(
             sessions,
             blobs,
             FetchPolicy.from_settings(settings),
             settings.max_image_pixels,
-            task_kinds=(EMBED_TASK,),
-            on_new_assets=worker.wake,
+            task_kinds=tuple(w.kind for w in workers),
+            on_new_assets=wake_all,
         )
         return cls(
             settings,
@@ -86,7 +103,8 @@ class Library:
             sessions,
             blobs,
             index,
-            worker,
+            workers[0],
+            workers,
             ingest,
             SearchService(sessions, pool, index),
             ClusterService(sessions, settings.kmeans_clusters, settings.kmeans_batch_size),
@@ -102,10 +120,12 @@ class Library:
             # The embedded SQLite default has one process, so every running task at start is an
             # orphan; a shared PostgreSQL has other live workers, whose claims get a lease.
             lease = 0.0 if is_sqlite(self.engine) else self.settings.worker_lease_s
-            self.worker.start(self.settings.worker_threads, lease)
+            for worker in self.workers:
+                worker.start(self.settings.worker_threads, lease)
 
     def close(self) -> None:
         self.jobs.close()
-        self.worker.stop()
+        for worker in self.workers:
+            worker.stop()
         self.index.save()
         self.engine.dispose()

@@ -1,7 +1,8 @@
-"""Background processing: worker threads claim pending assets from the database in batches, embed
-them (so the model sees real batches), and store the embeddings with the task's completion in one
-transaction. An interrupted run resumes after a restart without losing or repeating work; a failing
-asset is retried a bounded number of times, then marked failed with its error."""
+"""Background processing: worker threads claim pending assets of one task kind from the database in
+batches, run a model over them (so it sees real batches), and store each result with the task's
+completion in one transaction. An interrupted run resumes after a restart without losing or
+repeating work; a failing asset is retried a bounded number of times, then marked failed with its
+error. What a kind computes and stores is its ``TaskProcessor``; the claiming loop is shared."""
 
 from __future__ import annotations
 
@@ -12,49 +13,132 @@ import threading
 import time
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 from PIL import Image
 from sqlalchemy.orm import Session, sessionmaker
 
 from viewfinder.db import repository as repo
-from viewfinder.db.models import TaskState
+from viewfinder.db.models import Asset, TaskState
 from viewfinder.errors import ModelUnavailableError, OverloadedError
 from viewfinder.imaging.decode import decode_image
 from viewfinder.library.vectors import LibraryIndex
-from viewfinder.runtime.pool import ModelPool
+from viewfinder.models.caption import CaptionRequest
+from viewfinder.runtime.pool import LoadedModel, ModelPool
 from viewfinder.storage.blobs import BlobStore, original_key
 
 log = logging.getLogger(__name__)
 
 EMBED_TASK = "embed"
+CAPTION_TASK = "caption"
 CLIP_MODEL = "clip"
+# Errors that are not the asset's fault: the batch is given back and the worker backs off.
+TRANSIENT = (ModelUnavailableError, OverloadedError)
 
 
 def worker_name() -> str:
     return f"{socket.gethostname()}:{os.getpid()}"
 
 
-class EmbeddingWorker:
-    """Embeds pending assets with the CLIP image tower and adds them to the vector index."""
+def run_isolated(model: LoadedModel, items: Sequence[Any]) -> list[Any]:
+    """Run items as one batch; if the batch fails, run them one by one so only the item that
+    broke it fails (its exception takes its place in the result)."""
+    try:
+        return model.run_many(items)
+    except TRANSIENT:
+        raise
+    except Exception:  # noqa: BLE001 - isolate the culprit
+        outputs: list[Any] = []
+        for item in items:
+            try:
+                outputs.append(model.run(item))
+            except TRANSIENT:
+                raise
+            except Exception as exc:  # noqa: BLE001
+                outputs.append(exc)
+        return outputs
+
+
+class TaskProcessor(Protocol):
+    kind: str
+
+    def compute(self, images: dict[int, Image.Image]) -> dict[int, Any]:
+        """A result (or the Exception that replaced it) per asset; raises TRANSIENT errors."""
+        ...
+
+    def store(self, session: Session, asset_id: int, result: Any) -> None: ...
+
+    def after_commit(self, results: dict[int, Any]) -> None: ...
+
+
+class EmbeddingProcessor:
+    """CLIP image embeddings, stored in the database and added to the vector index."""
+
+    kind = EMBED_TASK
+
+    def __init__(self, pool: ModelPool, index: LibraryIndex) -> None:
+        self._pool = pool
+        self._index = index
+
+    def compute(self, images: dict[int, Image.Image]) -> dict[int, Any]:
+        ids = list(images)
+        outputs = run_isolated(self._pool.get("clip_image"), [images[i] for i in ids])
+        return {
+            i: out if isinstance(out, Exception) else np.asarray(out, dtype=np.float32)
+            for i, out in zip(ids, outputs, strict=True)
+        }
+
+    def store(self, session: Session, asset_id: int, result: Any) -> None:
+        repo.put_embedding(session, asset_id, CLIP_MODEL, result)
+
+    def after_commit(self, results: dict[int, Any]) -> None:
+        if results:
+            ids = np.fromiter(results.keys(), dtype=np.int64, count=len(results))
+            self._index.add(ids, np.stack(list(results.values())))
+
+
+class CaptionProcessor:
+    """Captions stored on the asset, where text search finds them."""
+
+    kind = CAPTION_TASK
+
+    def __init__(self, pool: ModelPool, max_length: int = 50) -> None:
+        self._pool = pool
+        self._max_length = max_length
+
+    def compute(self, images: dict[int, Image.Image]) -> dict[int, Any]:
+        ids = list(images)
+        requests = [CaptionRequest(images[i], self._max_length) for i in ids]
+        return dict(zip(ids, run_isolated(self._pool.get("caption"), requests), strict=True))
+
+    def store(self, session: Session, asset_id: int, result: Any) -> None:
+        asset = session.get(Asset, asset_id)
+        if asset is not None:
+            asset.caption = str(result)
+
+    def after_commit(self, results: dict[int, Any]) -> None:
+        return
+
+
+class TaskWorker:
+    """Claims and settles the tasks of one kind, on its own threads or the caller's."""
 
     def __init__(
         self,
+        processor: TaskProcessor,
         sessions: sessionmaker[Session],
         blobs: BlobStore,
-        pool: ModelPool,
-        index: LibraryIndex,
         *,
         batch_size: int = 32,
         max_attempts: int = 3,
         poll_interval_s: float = 2.0,
         max_image_pixels: int = 50_000_000,
     ) -> None:
+        self.processor = processor
+        self.kind = processor.kind
         self._sessions = sessions
         self._blobs = blobs
-        self._pool = pool
-        self._index = index
         self._batch_size = batch_size
         self._max_attempts = max_attempts
         self._poll_interval_s = poll_interval_s
@@ -67,38 +151,35 @@ class EmbeddingWorker:
     # --- one batch ----------------------------------------------------------------------------
 
     def process_batch(self) -> int:
-        """Claim, embed and store up to one batch; returns how many tasks it settled."""
+        """Claim, compute and store up to one batch; returns how many tasks it settled."""
         with self._sessions.begin() as session:
-            claimed = repo.claim_tasks(session, EMBED_TASK, self.name, self._batch_size)
+            claimed = repo.claim_tasks(session, self.kind, self.name, self._batch_size)
         if not claimed:
             return 0
         images, errors = self._load(claimed)
         try:
-            vectors = self._embed(images)
-        except (ModelUnavailableError, OverloadedError) as exc:
-            # Not the assets' fault: give the tasks back untouched and let the caller back off.
+            results = self.processor.compute(images) if images else {}
+        except TRANSIENT:
             with self._sessions.begin() as session:
                 for asset_id in claimed:
-                    repo.enqueue_task(session, asset_id, EMBED_TASK)
-            raise exc
-        for asset_id, vector in list(vectors.items()):
-            if isinstance(vector, Exception):
-                errors[asset_id] = f"embedding failed: {vector}"
-                del vectors[asset_id]
+                    repo.enqueue_task(session, asset_id, self.kind)
+            raise
+        for asset_id, result in list(results.items()):
+            if isinstance(result, Exception):
+                errors[asset_id] = f"{self.kind} failed: {result}"
+                del results[asset_id]
         with self._sessions.begin() as session:
-            for asset_id, vector in list(vectors.items()):
-                # complete_task is False when the asset was deleted meanwhile (its task went with
-                # it): then there is nothing to store the embedding for.
-                if repo.complete_task(session, asset_id, EMBED_TASK):
-                    repo.put_embedding(session, asset_id, CLIP_MODEL, vector)
+            for asset_id, result in list(results.items()):
+                # complete_task is False when the asset was deleted meanwhile (its task went
+                # with it): then there is nothing to store the result for.
+                if repo.complete_task(session, asset_id, self.kind):
+                    self.processor.store(session, asset_id, result)
                 else:
-                    del vectors[asset_id]
+                    del results[asset_id]
             for asset_id, error in errors.items():
-                state = repo.fail_task(session, asset_id, EMBED_TASK, error, self._max_attempts)
+                state = repo.fail_task(session, asset_id, self.kind, error, self._max_attempts)
                 log.warning("asset %d: %s (task now %s)", asset_id, error, state)
-        if vectors:
-            ids = np.fromiter(vectors.keys(), dtype=np.int64, count=len(vectors))
-            self._index.add(ids, np.stack(list(vectors.values())))
+        self.processor.after_commit(results)
         return len(claimed)
 
     def _load(self, asset_ids: Sequence[int]) -> tuple[dict[int, Image.Image], dict[int, str]]:
@@ -118,29 +199,6 @@ class EmbeddingWorker:
                 errors[asset_id] = f"cannot read image: {exc}"
         return images, errors
 
-    def _embed(self, images: dict[int, Image.Image]) -> dict[int, Any]:
-        if not images:
-            return {}
-        model = self._pool.get("clip_image")
-        ids = list(images)
-        try:
-            outputs = model.run_many([images[i] for i in ids])
-        except (ModelUnavailableError, OverloadedError):
-            raise
-        except Exception:  # noqa: BLE001 - isolate the item that broke the batch
-            outputs = []
-            for i in ids:
-                try:
-                    outputs.append(model.run(images[i]))
-                except (ModelUnavailableError, OverloadedError):
-                    raise
-                except Exception as exc:  # noqa: BLE001
-                    outputs.append(exc)
-        return {
-            i: out if isinstance(out, Exception) else np.asarray(out, dtype=np.float32)
-            for i, out in zip(ids, outputs, strict=True)
-        }
-
     # --- the loop -----------------------------------------------------------------------------
 
     def recover(self, lease_s: float) -> int:
@@ -148,14 +206,16 @@ class EmbeddingWorker:
         ``lease_s`` ago (0: every running task, right for the embedded single process)."""
         with self._sessions.begin() as session:
             older_than = datetime.now(UTC) - timedelta(seconds=lease_s)
-            return repo.requeue_stale(session, EMBED_TASK, older_than)
+            return repo.requeue_stale(session, self.kind, older_than)
 
     def start(self, threads: int = 1, lease_s: float = 0.0) -> None:
         recovered = self.recover(lease_s)
         if recovered:
-            log.info("requeued %d interrupted embedding tasks", recovered)
+            log.info("requeued %d interrupted %s tasks", recovered, self.kind)
         for n in range(threads):
-            thread = threading.Thread(target=self._loop, name=f"embed-worker-{n}", daemon=True)
+            thread = threading.Thread(
+                target=self._loop, name=f"{self.kind}-worker-{n}", daemon=True
+            )
             thread.start()
             self._threads.append(thread)
 
@@ -168,15 +228,14 @@ class EmbeddingWorker:
         for thread in self._threads:
             thread.join()
         self._threads.clear()
-        self._index.save()
 
     def drain(self, timeout_s: float) -> bool:
-        """Return once no embedding work is pending or running (False on timeout). With worker
-        threads running, wait for them; without, do the work on the calling thread."""
+        """Return once no work of this kind is pending or running (False on timeout). With
+        worker threads running, wait for them; without, do the work on the calling thread."""
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             with self._sessions() as session:
-                counts = repo.task_counts(session, EMBED_TASK)
+                counts = repo.task_counts(session, self.kind)
             if counts[TaskState.PENDING] == 0 and counts[TaskState.RUNNING] == 0:
                 return True
             if self._threads:
@@ -190,15 +249,14 @@ class EmbeddingWorker:
         while not self._stop.is_set():
             try:
                 settled = self.process_batch()
-            except (ModelUnavailableError, OverloadedError) as exc:
-                log.error("embedding paused: %s", exc)
+            except TRANSIENT as exc:
+                log.error("%s processing paused: %s", self.kind, exc)
                 self._stop.wait(max(self._poll_interval_s, 10.0))
                 continue
             except Exception:
-                log.exception("embedding worker batch failed")
+                log.exception("%s worker batch failed", self.kind)
                 self._stop.wait(self._poll_interval_s)
                 continue
             if settled == 0:
-                self._index.save_if_due()
                 self._wake.wait(self._poll_interval_s)
                 self._wake.clear()
