@@ -273,3 +273,33 @@ def test_caption_folder_against_a_running_server(settings: Settings, tmp_path: P
     assert result.exit_code == 0, result.output
     assert (folder / "a.txt").read_text().strip()
     assert "skipped broken.jpg" in result.stderr
+
+
+def test_library_captions_are_stored_and_searchable(
+    tmp_path: Path, tiny_models: dict[str, Path]
+) -> None:
+    from viewfinder.container import Services
+
+    settings = make_settings(tmp_path, tiny_models, caption_assets=True)
+    services = Services.build(settings, with_library=True)
+    with TestClient(create_app(settings, services)) as client:
+        made = client.post(
+            "/api/v1/assets",
+            files=[("files", (f"{i}.png", tinted(i % 2 == 0, i))) for i in range(4)],
+        ).json()
+        ids = [m["asset"]["id"] for m in made]
+        library = services.require_library()
+        assert all(w.drain(60) for w in library.workers)
+        captions = {i: client.get(f"/api/v1/assets/{i}").json()["caption"] for i in ids}
+        assert all(isinstance(c, str) and c for c in captions.values())
+        # the tiny BLIP's captions are random words: search for one of them and find its image
+        target = ids[2]
+        word = next(w for w in captions[target].split() if len(w) > 2 and w.isalpha())
+        hits = client.post("/api/v1/search", json={"query": word, "k": 4}).json()["hits"]
+        top = hits[0]
+        assert top["caption_match"] == 1.0
+        assert word in client.get(f"/api/v1/assets/{top['asset']['id']}").json()["caption"].split()
+        assert top["score"] == pytest.approx(top["similarity"] + 0.1)
+        without = [h for h in hits if h["caption_match"] == 0]
+        assert all(h["score"] == pytest.approx(h["similarity"]) for h in without)
+    services.close()

@@ -83,7 +83,9 @@ def _embedding_times(db: Path) -> dict[int, str]:
 
 
 @pytest.mark.slow
-def test_kill_9_during_processing_then_restart(tmp_path: Path, tiny_models: dict[str, Path]) -> None:
+def test_kill_9_during_processing_then_restart(
+    tmp_path: Path, tiny_models: dict[str, Path]
+) -> None:
     quiet = _env(tmp_path, tiny_models, VIEWFINDER_WORKER_THREADS="0")
     with server(quiet) as (_, base):
         for start in range(0, N_IMAGES, 20):

@@ -6,6 +6,7 @@ import threading
 import time
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import pytest
 
@@ -176,3 +177,20 @@ def test_preload_loads_at_start() -> None:
         assert pool.loaded() == ["b"]
     finally:
         pool.close()
+
+
+def test_different_models_load_safely_from_concurrent_threads(
+    tmp_path: Path, tiny_models: dict[str, Path]
+) -> None:
+    """transformers' loading uses process-global state: concurrent loads must not corrupt it."""
+    from tests.conftest import make_settings
+    from viewfinder.container import Services
+
+    services = Services.build(make_settings(tmp_path, tiny_models))
+    names = ["clip_image", "caption", "dinov2", "dinov3", "clip_text"]
+    try:
+        with ThreadPoolExecutor(len(names)) as ex:
+            loaded = list(ex.map(services.pool.get, names))
+        assert [m.name for m in loaded] == names
+    finally:
+        services.close()

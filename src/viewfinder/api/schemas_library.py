@@ -110,7 +110,9 @@ class SearchIn(BaseModel):
 
 
 class SearchHitOut(BaseModel):
-    score: float
+    score: float = Field(description="similarity + 0.1 x caption_match: the ranking key")
+    similarity: float = Field(description="cosine similarity of the CLIP embeddings")
+    caption_match: float = Field(description="fraction of the query's words in the caption")
     asset: AssetOut
 
 

@@ -16,12 +16,16 @@ from sqlalchemy.orm import Session, sessionmaker
 from viewfinder.db import repository as repo
 from viewfinder.db.models import Asset
 from viewfinder.errors import InvalidInputError, NotFoundError
+from viewfinder.library.captions import caption_matches
 from viewfinder.library.processing import CLIP_MODEL
 from viewfinder.library.vectors import LibraryIndex
 from viewfinder.runtime.pool import ModelPool
 
 MAX_QUERY_CHARS = 1000
 MAX_RESULTS = 1000
+# A caption naming every word of the query lifts a hit by this much: about the spread between a
+# good and a mediocre CLIP text-image match, so captions reorder close calls, not everything.
+CAPTION_WEIGHT = 0.1
 
 
 @dataclass(frozen=True)
@@ -39,7 +43,9 @@ class SearchFilters:
 @dataclass(frozen=True)
 class SearchHit:
     asset: Asset
-    score: float  # cosine similarity of unit vectors, 1 = identical direction
+    score: float  # similarity + CAPTION_WEIGHT * caption_match; the ranking key
+    similarity: float  # cosine similarity of unit CLIP vectors, 1 = identical direction
+    caption_match: float = 0.0  # fraction of the text query's words in the asset's caption
 
 
 class SearchService:
@@ -79,8 +85,11 @@ class SearchService:
         filters: SearchFilters | None = None,
         min_score: float | None = None,
         exclude: int | None = None,
+        text: str | None = None,
     ) -> list[SearchHit]:
-        """Hits ranked by score (ties by asset id), ``offset`` skipped, at most ``k``."""
+        """Hits ranked by score (ties by asset id), ``offset`` skipped, at most ``k``.
+        ``text`` (the words of a text query) also ranks by the assets' captions; ``min_score``
+        bounds the CLIP similarity."""
         if not 1 <= k <= MAX_RESULTS or offset < 0 or offset + k > 10 * MAX_RESULTS:
             raise InvalidInputError(
                 f"k must be 1..{MAX_RESULTS} and offset + k at most {10 * MAX_RESULTS}"
@@ -98,12 +107,53 @@ class SearchService:
             if len(allowed) == 0:
                 return []
         want = offset + k + (1 if exclude is not None else 0)
-        hits = [h for h in self._index.search(query, want, allowed) if h.id != exclude]
-        hits = hits[offset : offset + k]
+        similarity = {
+            h.id: h.score for h in self._index.search(query, want, allowed) if h.id != exclude
+        }
+        boosts = self._caption_boosts(text, query, similarity, allowed, exclude)
+        ranked = sorted(
+            similarity,
+            key=lambda i: (-(similarity[i] + CAPTION_WEIGHT * boosts.get(i, 0.0)), i),
+        )[offset : offset + k]
         if min_score is not None:
-            hits = [h for h in hits if h.score >= min_score]
-        assets = self._assets([h.id for h in hits])
-        return [SearchHit(assets[h.id], h.score) for h in hits if h.id in assets]
+            ranked = [i for i in ranked if similarity[i] >= min_score]
+        assets = self._assets(ranked)
+        return [
+            SearchHit(
+                assets[i],
+                similarity[i] + CAPTION_WEIGHT * boosts.get(i, 0.0),
+                similarity[i],
+                boosts.get(i, 0.0),
+            )
+            for i in ranked
+            if i in assets
+        ]
+
+    def _caption_boosts(
+        self,
+        text: str | None,
+        query: NDArray[np.float32],
+        similarity: dict[int, float],
+        allowed: NDArray[np.int64] | None,
+        exclude: int | None,
+    ) -> dict[int, float]:
+        """Caption matches of a text query; assets found only by their caption join the
+        candidates with their stored CLIP similarity, so both signals rank one list."""
+        if not text:
+            return {}
+        with self._sessions() as session:
+            boosts = caption_matches(session, text)
+            permitted = set(allowed.tolist()) if allowed is not None else None
+            boosts = {
+                i: b
+                for i, b in boosts.items()
+                if i != exclude and (permitted is None or i in permitted)
+            }
+            extra = [i for i in boosts if i not in similarity]
+            vectors = repo.get_embeddings(session, CLIP_MODEL, extra) if extra else {}
+        for asset_id, vector in vectors.items():
+            similarity[asset_id] = float(np.dot(vector, query))
+        return {i: b for i, b in boosts.items() if i in similarity}
 
     def _assets(self, ids: list[int]) -> dict[int, Asset]:
         if not ids:

@@ -22,6 +22,11 @@ ModelFactory = Callable[[], BatchModel[Any, Any, Any]]
 # otherwise cost a hub round-trip per task); the error is remembered this long.
 FAILURE_MEMORY_S = 60.0
 
+# transformers builds models under process-global init contexts (meta-device weights), so two
+# threads loading different models at once corrupt each other ("Cannot copy out of meta
+# tensor"). Loads are rare: one at a time per process.
+_LOAD_LOCK = threading.Lock()
+
 
 @dataclass
 class LoadedModel:
@@ -114,7 +119,8 @@ class ModelPool:
     def _load(self, name: str) -> LoadedModel:
         started = time.monotonic()
         try:
-            model = self._factories[name]()
+            with _LOAD_LOCK:
+                model = self._factories[name]()
         except ViewfinderError as exc:
             with self._guard:
                 self._failures[name] = (time.monotonic(), exc)

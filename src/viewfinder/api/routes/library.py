@@ -232,7 +232,15 @@ def get_job(job_id: str, lib: LibraryDep) -> JobOut:
 
 def _hits(request: Request, hits: list[SearchHit], k: int, offset: int) -> SearchOut:
     return SearchOut(
-        hits=[SearchHitOut(score=h.score, asset=AssetOut.of(h.asset, request)) for h in hits],
+        hits=[
+            SearchHitOut(
+                score=h.score,
+                similarity=h.similarity,
+                caption_match=h.caption_match,
+                asset=AssetOut.of(h.asset, request),
+            )
+            for h in hits
+        ],
         k=k,
         offset=offset,
     )
@@ -264,6 +272,7 @@ def search(body: SearchIn, request: Request, lib: LibraryDep) -> SearchOut:
         filters=_filters(body),
         min_score=body.min_score,
         exclude=body.asset_id,
+        text=body.query,
     )
     return _hits(request, hits, body.k, body.offset)
 

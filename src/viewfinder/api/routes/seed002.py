@@ -39,7 +39,7 @@ def _render(lib: Library, request: Request, hits: list[SearchHit]) -> list[Seed0
     return [
         Seed002Hit(
             # |a - b| of unit vectors = sqrt(2 - 2 cos); clamp float noise below zero
-            distance=math.sqrt(max(0.0, 2.0 - 2.0 * h.score)),
+            distance=math.sqrt(max(0.0, 2.0 - 2.0 * h.similarity)),
             folder=h.asset.folder,
             s3_path=lib.blobs.uri(original_key(h.asset.sha256)),
             image_url=str(request.url_for("asset_file", asset_id=h.asset.id)),
