@@ -13,10 +13,12 @@ from __future__ import annotations
 import argparse
 import io
 import json
+import os
 import socket
 import statistics
+import subprocess
+import sys
 import tempfile
-import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -24,11 +26,8 @@ from typing import Any
 
 import httpx
 import numpy as np
-import uvicorn
 from PIL import Image
 
-from viewfinder.api.app import create_app
-from viewfinder.container import Services
 from viewfinder.settings import Settings
 from viewfinder.testing import checkpoints
 
@@ -45,7 +44,7 @@ def _photo_bytes() -> bytes:
     return out.getvalue()
 
 
-def _settings(root: Path, models: dict[str, Path], batch: int) -> Settings:
+def _settings(root: Path, models: dict[str, Path], batch: int, wait_ms: float = 5) -> Settings:
     return Settings(
         data_dir=root / f"data-{batch}",
         offline=True,
@@ -56,8 +55,9 @@ def _settings(root: Path, models: dict[str, Path], batch: int) -> Settings:
         person_detector_model=str(SHARED / "models" / "yolox" / "yolox_nano.onnx"),
         yunet_model=str(SHARED / "models" / "yunet" / "face_detection_yunet_opencv_zoo.onnx"),
         batch_max_size=batch,
-        batch_max_wait_ms=5,
+        batch_max_wait_ms=wait_ms,
         model_idle_ttl_s=0,
+        worker_threads=0,
     )
 
 
@@ -85,28 +85,46 @@ def _free_port() -> int:
 
 
 class Server:
-    """The real app under uvicorn on a loopback port, in a thread."""
+    """``viewfinder serve`` in its own process on a loopback port, so the clients' CPU work does
+    not share the server's interpreter (as with real clients)."""
 
     def __init__(self, settings: Settings) -> None:
-        self.services = Services.build(settings)
-        port = _free_port()
-        config = uvicorn.Config(
-            create_app(settings, self.services), host="127.0.0.1", port=port, log_level="warning"
-        )
-        self.server = uvicorn.Server(config)
-        self.url = f"http://127.0.0.1:{port}"
-        self.thread = threading.Thread(target=self.server.run, daemon=True)
+        env = {**os.environ, "VIEWFINDER_LOG_LEVEL": "WARNING"}
+        for name, value in settings.model_dump().items():
+            if value is not None and not isinstance(value, list | dict):
+                env[f"VIEWFINDER_{name.upper()}"] = str(value)
+        self.port = _free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self._env = env
+        self._proc: subprocess.Popen[bytes] | None = None
 
     def __enter__(self) -> Server:
-        self.thread.start()
-        while not self.server.started:
-            time.sleep(0.05)
-        return self
+        self._proc = subprocess.Popen(
+            [sys.executable, "-m", "viewfinder", "serve", "--port", str(self.port)],
+            env=self._env,
+            stdout=subprocess.DEVNULL,
+        )
+        deadline = time.monotonic() + 120
+        while True:
+            try:
+                if httpx.get(f"{self.url}/health", timeout=1).status_code == 200:
+                    return self
+            except httpx.HTTPError:
+                pass
+            if self._proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError("the server did not start")
+            time.sleep(0.2)
 
     def __exit__(self, *exc: object) -> None:
-        self.server.should_exit = True
-        self.thread.join()
-        self.services.close()
+        assert self._proc is not None
+        self._proc.terminate()
+        self._proc.wait(timeout=60)
+
+    def batching(self, model: str) -> tuple[int, int]:
+        for entry in httpx.get(f"{self.url}/api/v1/models").json():
+            if entry["name"] == model:
+                return int(entry["batches_run"]), int(entry["items_run"])
+        raise KeyError(model)
 
 
 def _post(client: httpx.Client, url: str, photo: bytes, tasks: list[dict[str, Any]]) -> float:
@@ -144,14 +162,13 @@ def throughput(settings: Settings, photo: bytes, requests: int, clients: int) ->
     limits = httpx.Limits(max_connections=64)
     with Server(settings) as server, httpx.Client(limits=limits) as client:
         _post(client, server.url, photo, tasks)
-        batcher = server.services.pool.get("clip_image").batcher
-        before_batches, before_items = batcher.batches_run, batcher.items_run
+        before_batches, before_items = server.batching("clip_image")
         started = time.perf_counter()
         with ThreadPoolExecutor(clients) as pool:
             list(pool.map(lambda _: _post(client, server.url, photo, tasks), range(requests)))
         elapsed = time.perf_counter() - started
-        batches = batcher.batches_run - before_batches
-        mean_batch = (batcher.items_run - before_items) / max(batches, 1)
+        after_batches, after_items = server.batching("clip_image")
+        mean_batch = (after_items - before_items) / max(after_batches - before_batches, 1)
     return requests / elapsed, round(mean_batch)
 
 
@@ -160,6 +177,12 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=96)
     parser.add_argument("--clients", type=int, default=16)
     parser.add_argument("--repeats", type=int, default=10)
+    parser.add_argument(
+        "--max-wait-ms",
+        type=float,
+        default=20,
+        help="the batcher's wait for more items (VIEWFINDER_BATCH_MAX_WAIT_MS) in the batched run",
+    )
     args = parser.parse_args()
     photo = _photo_bytes()
     with tempfile.TemporaryDirectory() as tmp:
@@ -173,11 +196,14 @@ def main() -> None:
         latency_table(_settings(root, models, 16), photo, args.repeats)
         print()
         batched, mean_batch = throughput(
-            _settings(root, models, 16), photo, args.requests, args.clients
+            _settings(root, models, 16, args.max_wait_ms), photo, args.requests, args.clients
         )
         single, _ = throughput(_settings(root, models, 1), photo, args.requests, args.clients)
     print(f"throughput, {args.clients} concurrent clients, {args.requests} requests, CLIP ViT-B/32")
-    print(f"  micro-batcher (max 16, mean batch {mean_batch}): {batched:7.2f} images/s")
+    print(
+        f"  micro-batcher (max 16, wait {args.max_wait_ms:g} ms, mean batch {mean_batch}): "
+        f"{batched:7.2f} images/s"
+    )
     print(f"  batch size 1:                          {single:7.2f} images/s")
     print(f"  ratio: {batched / single:.2f}x (target >= 2x)")
 

@@ -11,7 +11,16 @@ from starlette.concurrency import run_in_threadpool
 import viewfinder
 from viewfinder.api.errors import install_error_handlers
 from viewfinder.api.middleware import RequestLogMiddleware
-from viewfinder.api.routes import analysis, collections, library, seed002, seed003, seed004
+from viewfinder.api.routes import (
+    analysis,
+    collections,
+    faces,
+    library,
+    seed002,
+    seed003,
+    seed004,
+    system,
+)
 from viewfinder.api.uploads import BodySizeLimitMiddleware
 from viewfinder.container import Services
 from viewfinder.settings import Settings
@@ -43,9 +52,11 @@ def create_app(settings: Settings, services: Services | None = None) -> FastAPI:
     app.include_router(analysis.router)
     app.include_router(library.router)
     app.include_router(collections.router)
+    app.include_router(faces.router)
     app.include_router(seed002.router)
     app.include_router(seed004.router)
     app.include_router(seed003.router)
+    app.include_router(system.router)
     app.add_middleware(BodySizeLimitMiddleware, max_upload_bytes=settings.max_upload_bytes)
     app.add_middleware(RequestLogMiddleware)
     return app

@@ -92,6 +92,11 @@ class ModelPool:
         with self._guard:
             return sorted(self._loaded)
 
+    def peek(self, name: str) -> LoadedModel | None:
+        """The loaded model, or None; never loads."""
+        with self._guard:
+            return self._loaded.get(name)
+
     def run(self, name: str, item: Any) -> Any:
         return self.get(name).run(item)
 
