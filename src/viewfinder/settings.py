@@ -21,6 +21,10 @@ DEFAULT_YUNET_URL = (
     "face_detection_yunet_2023mar.onnx"
 )
 DEFAULT_MTCNN_URL = "https://github.com/timesler/facenet-pytorch/raw/master/data/"
+DEFAULT_SFACE_URL = (
+    "https://github.com/opencv/opencv_zoo/raw/main/models/face_recognition_sface/"
+    "face_recognition_sface_2021dec.onnx"
+)
 
 
 def _env(name: str, *aliases: str) -> AliasChoices:
@@ -69,6 +73,9 @@ class Settings(BaseSettings):
     )
     yunet_model: str = Field(DEFAULT_YUNET_URL, validation_alias=_env("YUNET_MODEL"))
     mtcnn_model: str = Field(DEFAULT_MTCNN_URL, validation_alias=_env("MTCNN_MODEL"))
+    face_recognizer_model: str = Field(
+        DEFAULT_SFACE_URL, validation_alias=_env("FACE_RECOGNIZER_MODEL")
+    )  # an ArcFace-family ONNX recogniser; "sface" in the file name selects SFace's pixels
     offline: bool = Field(
         False, validation_alias=_env("OFFLINE", "HF_HUB_OFFLINE")
     )  # never download: use only local paths and the model cache
@@ -145,6 +152,37 @@ class Settings(BaseSettings):
         None, validation_alias=_env("ANALYZER_LABELS")
     )  # a JSON file of zero-shot categories replacing the shipped defaults
     analyzer_top_k: int = Field(3, ge=1, validation_alias=_env("ANALYZER_TOP_K"))
+
+    # --- faces of library assets (seed 001) ------------------------------------------------------
+    faces_enabled: bool = Field(True, validation_alias=_env("FACES"))
+    face_min_size_px: float = Field(32.0, ge=0, validation_alias=_env("FACE_MIN_SIZE_PX"))
+    face_min_quality: float = Field(0.4, ge=0, le=1, validation_alias=_env("FACE_MIN_QUALITY"))
+    # Detections between face_min_score and this are stored but not clustered: YuNet fires at
+    # 0.6-0.7 on textured backgrounds, while every real face of ../shared scored above 0.9.
+    face_cluster_min_score: float = Field(
+        0.8, ge=0, le=1, validation_alias=_env("FACE_CLUSTER_MIN_SCORE")
+    )
+    face_person_match_threshold: float = Field(
+        0.7,
+        ge=-1,
+        le=1,
+        validation_alias=_env("FACE_PERSON_MATCH_THRESHOLD", "FACE_PERSON_MATCH_THRESHOLD"),
+    )
+    face_unknown_clustering_method: Literal["hdbscan", "dbscan", "agglomerative"] = Field(
+        "hdbscan",
+        validation_alias=_env("FACE_UNKNOWN_CLUSTERING_METHOD", "FACE_UNKNOWN_CLUSTERING_METHOD"),
+    )
+    face_unknown_min_cluster_size: int = Field(
+        3,
+        ge=2,
+        validation_alias=_env("FACE_UNKNOWN_MIN_CLUSTER_SIZE", "FACE_UNKNOWN_MIN_CLUSTER_SIZE"),
+    )
+    face_triplet_margin: float = Field(
+        0.2, gt=0, validation_alias=_env("FACE_TRIPLET_MARGIN", "FACE_TRIPLET_MARGIN")
+    )
+    face_training_epochs: int = Field(
+        20, ge=1, validation_alias=_env("FACE_TRAINING_EPOCHS", "FACE_TRAINING_EPOCHS")
+    )
 
     @field_validator("preload", "fetch_allow_hosts", "import_roots", mode="before")
     @classmethod

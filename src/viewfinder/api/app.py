@@ -16,6 +16,7 @@ from viewfinder.api.routes import (
     collections,
     faces,
     library,
+    people,
     seed002,
     seed003,
     seed004,
@@ -52,6 +53,7 @@ def create_app(settings: Settings, services: Services | None = None) -> FastAPI:
     app.include_router(analysis.router)
     app.include_router(library.router)
     app.include_router(collections.router)
+    app.include_router(people.router)  # before faces: /faces/clusters is not /faces/{id}
     app.include_router(faces.router)
     app.include_router(seed002.router)
     app.include_router(seed004.router)

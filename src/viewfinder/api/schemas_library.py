@@ -107,6 +107,9 @@ class SearchIn(BaseModel):
     captured_from: datetime | None = None
     captured_to: datetime | None = None
     min_score: float | None = Field(None, ge=-1, le=1)
+    person_ids: list[int] = Field(
+        default_factory=list, max_length=20, description="Only images showing all these people."
+    )
 
 
 class SearchHitOut(BaseModel):

@@ -5,14 +5,19 @@ from __future__ import annotations
 import json
 import sys
 from collections.abc import Callable
+from dataclasses import asdict
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from viewfinder.analysis.results import Task
 from viewfinder.errors import InvalidInputError, ViewfinderError
 from viewfinder.settings import Settings
+
+if TYPE_CHECKING:
+    from viewfinder.container import Services
+    from viewfinder.library.library import Library
 
 app = typer.Typer(no_args_is_help=True, help="Viewfinder: self-hosted image intelligence.")
 models_app = typer.Typer(no_args_is_help=True, help="List and fetch the configured models.")
@@ -349,3 +354,147 @@ def _remote_captioner(server: str, max_length: int) -> Callable[[bytes, str], st
         return str(result["data"])
 
     return caption
+
+
+faces_app = typer.Typer(no_args_is_help=True, help="Faces of the library's images.")
+app.add_typer(faces_app, name="faces")
+
+
+@faces_app.command("backfill")
+def faces_backfill(
+    limit: Annotated[
+        int | None,
+        typer.Option(min=1, help="At most this many assets without faces (default: all)."),
+    ] = None,
+) -> None:
+    """Find the faces of assets stored before face indexing (or while it was off), here."""
+    from viewfinder.container import Services
+    from viewfinder.db.engine import is_sqlite
+    from viewfinder.faces.indexing import (
+        FACES_TASK,
+        enqueue_backfill,
+        run_backfill,
+        unsettled_faces_tasks,
+    )
+
+    settings = _settings().model_copy(update={"worker_threads": 0})
+    if not settings.faces_enabled:
+        raise _fail(InvalidInputError("face indexing is off (VIEWFINDER_FACES=false)"))
+    services = Services.build(settings, with_library=True)
+    library = services.require_library()
+    worker = library.worker_for(FACES_TASK)
+    try:
+        if worker is None:  # cannot happen with faces_enabled; says so if that ever changes
+            raise InvalidInputError("this library has no faces worker")
+        # Tasks left running by a dead process would otherwise be waited for forever.
+        worker.recover(0.0 if is_sqlite(library.engine) else settings.worker_lease_s)
+        enqueued = enqueue_backfill(library.sessions, limit)
+        todo = unsettled_faces_tasks(library.sessions)
+        typer.echo(f"{enqueued} assets queued for faces, {todo} to process", err=True)
+        with typer.progressbar(length=todo, label="faces", file=sys.stderr) as bar:
+            report = run_backfill(worker, library.sessions, bar.update)
+    except ViewfinderError as exc:
+        raise _fail(exc) from None
+    finally:
+        services.close()
+    typer.echo(
+        f"{enqueued} assets queued, {report.processed} processed, {report.failed} failed; "
+        f"{report.faces} faces in the library"
+    )
+
+
+def _people_library() -> tuple[Services, Library]:
+    from viewfinder.container import Services
+
+    services = Services.build(
+        _settings().model_copy(update={"worker_threads": 0}), with_library=True
+    )
+    return services, services.require_library()
+
+
+@faces_app.command("cluster-dual")
+def faces_cluster_dual(
+    person_threshold: Annotated[
+        float | None, typer.Option(help="FACE_PERSON_MATCH_THRESHOLD for this run.")
+    ] = None,
+    unknown_method: Annotated[
+        str | None, typer.Option(help="hdbscan, dbscan or agglomerative.")
+    ] = None,
+    min_cluster_size: Annotated[int | None, typer.Option(min=1)] = None,
+    max_faces: Annotated[int | None, typer.Option(min=1, help="At most this many faces.")] = None,
+) -> None:
+    """Assign faces to known people, cluster the rest into unknown clusters."""
+    services, library = _people_library()
+    settings = library.settings
+    method = unknown_method or settings.face_unknown_clustering_method
+    if method not in ("hdbscan", "dbscan", "agglomerative"):
+        raise _fail(InvalidInputError(f"unknown clustering method {method!r}"))
+    try:
+        report = library.people.cluster_dual(
+            person_threshold
+            if person_threshold is not None
+            else settings.face_person_match_threshold,
+            method,  # type: ignore[arg-type]
+            min_cluster_size or settings.face_unknown_min_cluster_size,
+            max_faces,
+        )
+    except ViewfinderError as exc:
+        raise _fail(exc) from None
+    finally:
+        services.close()
+    for key, value in asdict(report).items():
+        typer.echo(f"{key:18} {value}")
+
+
+@faces_app.command("assign")
+def faces_assign(
+    person_threshold: Annotated[float | None, typer.Option()] = None,
+    max_faces: Annotated[int | None, typer.Option(min=1)] = None,
+) -> None:
+    """Incremental assignment: match unnamed faces to known people, without re-clustering."""
+    services, library = _people_library()
+    settings = library.settings
+    try:
+        report = library.people.cluster_dual(
+            person_threshold
+            if person_threshold is not None
+            else settings.face_person_match_threshold,
+            settings.face_unknown_clustering_method,
+            settings.face_unknown_min_cluster_size,
+            max_faces,
+            cluster_unknown=False,
+        )
+    finally:
+        services.close()
+    typer.echo(f"assigned {report.assigned} faces to {report.known_people} known people")
+
+
+@faces_app.command("train")
+def faces_train(
+    epochs: Annotated[int | None, typer.Option(min=1, help="FACE_TRAINING_EPOCHS")] = None,
+    margin: Annotated[float | None, typer.Option(help="FACE_TRIPLET_MARGIN")] = None,
+) -> None:
+    """Train the face-matching head on named faces; keep it only if it helps."""
+    services, library = _people_library()
+    settings = library.settings
+    try:
+        report = library.people.train(
+            epochs or settings.face_training_epochs, margin or settings.face_triplet_margin
+        )
+    except ViewfinderError as exc:
+        raise _fail(exc) from None
+    finally:
+        services.close()
+    for key, value in asdict(report).items():
+        typer.echo(f"{key:15} {value}")
+
+
+@faces_app.command("stats")
+def faces_stats() -> None:
+    """Faces, clusters, people and the active head."""
+    services, library = _people_library()
+    try:
+        for key, value in library.people.stats().items():
+            typer.echo(f"{key:26} {value}")
+    finally:
+        services.close()

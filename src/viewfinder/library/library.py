@@ -18,6 +18,8 @@ from viewfinder.db.engine import (
     sqlite_url_for,
 )
 from viewfinder.db.migrate import upgrade
+from viewfinder.faces.indexing import FaceProcessor, FaceThresholds
+from viewfinder.faces.people import PeopleService
 from viewfinder.imaging.fetch import FetchPolicy
 from viewfinder.library.clusters import ClusterService
 from viewfinder.library.duplicates import DuplicateFinder
@@ -54,6 +56,7 @@ class Library:
     duplicates: DuplicateFinder
     jobs: JobRunner
     trainer: ClassifierTrainer
+    people: PeopleService
 
     @classmethod
     def open(cls, settings: Settings, pool: ModelPool, classifiers: ClassifierStore) -> Library:
@@ -73,6 +76,8 @@ class Library:
         processors: list[TaskProcessor] = [EmbeddingProcessor(pool, index)]
         if settings.caption_assets:
             processors.append(CaptionProcessor(pool))
+        if settings.faces_enabled:
+            processors.append(FaceProcessor(pool, FaceThresholds.from_settings(settings)))
         workers = [
             TaskWorker(
                 processor,
@@ -111,7 +116,12 @@ class Library:
             DuplicateFinder(sessions, index),
             JobRunner(sessions),
             ClassifierTrainer(sessions, classifiers, FetchPolicy.from_settings(settings)),
+            PeopleService(sessions),
         )
+
+    def worker_for(self, kind: str) -> TaskWorker | None:
+        """The worker of one task kind; None when this library does not process that kind."""
+        return next((w for w in self.workers if w.kind == kind), None)
 
     def start(self) -> None:
         """Bring the vector index in step with the database, then start the workers."""

@@ -10,11 +10,11 @@ from datetime import datetime
 import numpy as np
 from numpy.typing import NDArray
 from PIL import Image
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from viewfinder.db import repository as repo
-from viewfinder.db.models import Asset
+from viewfinder.db.models import Asset, Face
 from viewfinder.errors import InvalidInputError, NotFoundError
 from viewfinder.library.captions import caption_matches
 from viewfinder.library.processing import CLIP_MODEL
@@ -34,10 +34,12 @@ class SearchFilters:
     include_subfolders: bool = True
     captured_from: datetime | None = None
     captured_to: datetime | None = None
+    person_ids: tuple[int, ...] = ()  # every one of these people must appear in the image
 
     @property
     def active(self) -> bool:
-        return any(v is not None for v in (self.folder, self.captured_from, self.captured_to))
+        dated = (self.folder, self.captured_from, self.captured_to)
+        return any(v is not None for v in dated) or bool(self.person_ids)
 
 
 @dataclass(frozen=True)
@@ -55,6 +57,19 @@ class SearchService:
         self._sessions = sessions
         self._pool = pool
         self._index = index
+
+    def assets_with_people(self, person_ids: list[int]) -> NDArray[np.int64]:
+        """Assets in which every one of these people appears."""
+        wanted = sorted(set(person_ids))
+        stmt = (
+            select(Face.asset_id)
+            .where(Face.person_id.in_(wanted))
+            .group_by(Face.asset_id)
+            .having(func.count(func.distinct(Face.person_id)) == len(wanted))
+            .order_by(Face.asset_id)
+        )
+        with self._sessions() as session:
+            return np.fromiter(session.scalars(stmt), dtype=np.int64)
 
     def text_vector(self, text: str) -> NDArray[np.float32]:
         text = text.strip()
@@ -104,6 +119,9 @@ class SearchService:
                     captured_from=filters.captured_from,
                     captured_to=filters.captured_to,
                 )
+            if filters.person_ids:
+                with_people = self.assets_with_people(list(filters.person_ids))
+                allowed = np.intersect1d(allowed, with_people, assume_unique=True)
             if len(allowed) == 0:
                 return []
         want = offset + k + (1 if exclude is not None else 0)

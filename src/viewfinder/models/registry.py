@@ -67,6 +67,14 @@ def model_entries(settings: Settings, device: str) -> dict[str, ModelEntry]:
 
         return YunetFaceDetector(path, min_score=settings.face_min_score)
 
+    def face_recognizer(path: Path) -> BatchModel[Any, Any, Any]:
+        from viewfinder.models.face_recognizer import FaceRecognizer
+
+        # The pixel convention follows the file name (SFace or ArcFace family), see the module;
+        # a CPU-only configuration keeps ONNX Runtime off a GPU it would otherwise prefer.
+        cpu_only = ["CPUExecutionProvider"] if device == "cpu" else None
+        return FaceRecognizer(path, providers=cpu_only)
+
     face_setting = "mtcnn_model" if settings.face_detector == "mtcnn" else "yunet_model"
     entries = [
         ModelEntry(
@@ -97,6 +105,13 @@ def model_entries(settings: Settings, device: str) -> dict[str, ModelEntry]:
             _src("face_detector", face_setting, settings),
             MTCNN_FILES if settings.face_detector == "mtcnn" else (),
             face_detector,
+        ),
+        ModelEntry(
+            "face_recognizer",
+            "ArcFace-family face recogniser (ONNX Runtime)",
+            _src("face_recognizer", "face_recognizer_model", settings),
+            (),
+            face_recognizer,
         ),
     ]
     return {entry.name: entry for entry in entries}

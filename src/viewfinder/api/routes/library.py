@@ -252,6 +252,7 @@ def _filters(body: SearchIn) -> SearchFilters:
         include_subfolders=body.include_subfolders,
         captured_from=body.captured_from,
         captured_to=body.captured_to,
+        person_ids=tuple(body.person_ids),
     )
 
 

@@ -1,0 +1,124 @@
+"""Faces found in library assets: list and filter them, one face, its aligned thumbnail, the
+faces of one asset."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Query, Request, Response
+from pydantic import BaseModel, Field
+
+from viewfinder.api.deps import library
+from viewfinder.db import faces as face_repo
+from viewfinder.db import repository as repo
+from viewfinder.db.models import Face
+from viewfinder.errors import NotFoundError
+from viewfinder.library.library import Library
+
+router = APIRouter(prefix="/api/v1", tags=["faces"])
+LibraryDep = Annotated[Library, Depends(library)]
+
+
+class FaceOut(BaseModel):
+    id: int
+    asset_id: int
+    box: list[float] = Field(description="x1, y1, x2, y2 in pixels of the asset's original.")
+    landmarks: list[list[float]] = Field(
+        description="Five (x, y): eye, eye, nose tip, mouth corner, mouth corner; the subject's "
+        "right first (the one on the image's left)."
+    )
+    detection_score: float
+    quality: float = Field(description="0-1: size, detector score, sharpness and pose combined.")
+    clusterable: bool = Field(description="Good enough to be grouped with other faces.")
+    person_id: int | None
+    person_source: str | None = Field(description="manual or auto (how person_id was set).")
+    match_score: float | None
+    cluster_id: str | None
+    created_at: datetime
+    thumbnail_url: str
+
+    @classmethod
+    def of(cls, face: Face, request: Request) -> FaceOut:
+        return cls(
+            id=face.id,
+            asset_id=face.asset_id,
+            box=[face.x1, face.y1, face.x2, face.y2],
+            landmarks=[list(point) for point in face.landmarks],
+            detection_score=face.detection_score,
+            quality=face.quality,
+            clusterable=face.clusterable,
+            person_id=face.person_id,
+            person_source=face.person_source,
+            match_score=face.match_score,
+            cluster_id=face.cluster_id,
+            created_at=face.created_at,
+            thumbnail_url=str(request.url_for("face_thumbnail", face_id=face.id)),
+        )
+
+
+class FacePage(BaseModel):
+    items: list[FaceOut]
+    total: int
+    limit: int
+    offset: int
+
+
+@router.get("/faces", response_model=FacePage)
+def list_faces(
+    request: Request,
+    lib: LibraryDep,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    offset: Annotated[int, Query(ge=0)] = 0,
+    person_id: int | None = None,
+    cluster_id: str | None = None,
+    unassigned: Annotated[
+        bool | None, Query(description="true: faces of no person; false: of some person.")
+    ] = None,
+) -> FacePage:
+    with lib.sessions() as session:
+        faces = face_repo.list_faces(
+            session,
+            limit=limit,
+            offset=offset,
+            person_id=person_id,
+            cluster_id=cluster_id,
+            unassigned=unassigned,
+        )
+        total = face_repo.count_faces(
+            session, person_id=person_id, cluster_id=cluster_id, unassigned=unassigned
+        )
+    return FacePage(
+        items=[FaceOut.of(f, request) for f in faces], total=total, limit=limit, offset=offset
+    )
+
+
+@router.get("/faces/{face_id}", response_model=FaceOut)
+def get_face(face_id: int, request: Request, lib: LibraryDep) -> FaceOut:
+    with lib.sessions() as session:
+        face = face_repo.get_face(session, face_id)
+    if face is None:
+        raise NotFoundError(f"face {face_id} does not exist")
+    return FaceOut.of(face, request)
+
+
+@router.get("/faces/{face_id}/thumbnail", name="face_thumbnail")
+def face_thumbnail(face_id: int, lib: LibraryDep) -> Response:
+    """The face aligned as the recogniser saw it (112 x 112 JPEG)."""
+    with lib.sessions() as session:
+        face = face_repo.get_face(session, face_id)
+    if face is None:
+        raise NotFoundError(f"face {face_id} does not exist")
+    # Private: a face crop identifies a person, so no shared caches.
+    return Response(
+        face.thumbnail, media_type="image/jpeg", headers={"Cache-Control": "private, max-age=3600"}
+    )
+
+
+@router.get("/assets/{asset_id}/faces", response_model=list[FaceOut])
+def asset_faces(asset_id: int, request: Request, lib: LibraryDep) -> list[FaceOut]:
+    with lib.sessions() as session:
+        if repo.get_asset(session, asset_id) is None:
+            raise NotFoundError(f"asset {asset_id} does not exist")
+        faces = face_repo.faces_of_asset(session, asset_id)
+    return [FaceOut.of(f, request) for f in faces]

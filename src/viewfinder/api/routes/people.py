@@ -1,0 +1,212 @@
+"""Seed 001's people surface: unknown clusters and their labels, assigning faces, people,
+dual-mode clustering, training the face-matching head, statistics."""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+from datetime import datetime
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Depends, Query, Request, Response, status
+from pydantic import BaseModel, Field
+
+from viewfinder.api.deps import library
+from viewfinder.api.routes.faces import FaceOut
+from viewfinder.api.schemas_library import AssetOut, JobOut
+from viewfinder.db.models import Person
+from viewfinder.library.library import Library
+
+router = APIRouter(prefix="/api/v1", tags=["people (seed 001)"])
+LibraryDep = Annotated[Library, Depends(library)]
+Method = Literal["hdbscan", "dbscan", "agglomerative"]
+
+
+class PersonIn(BaseModel):
+    name: str = Field(min_length=1, max_length=200)
+
+
+class PersonPatch(BaseModel):
+    name: str | None = Field(None, min_length=1, max_length=200)
+    hidden: bool | None = None
+
+
+class MergeIn(BaseModel):
+    into: int = Field(description="The person who keeps the faces.")
+
+
+class PersonOut(BaseModel):
+    id: int
+    name: str
+    hidden: bool
+    faces: int
+    created_at: datetime
+
+    @classmethod
+    def of(cls, person: Person, faces: int) -> PersonOut:
+        return cls(
+            id=person.id,
+            name=person.name,
+            hidden=person.hidden,
+            faces=faces,
+            created_at=person.created_at,
+        )
+
+
+class LabelIn(BaseModel):
+    name: str = Field(min_length=1, max_length=200)
+
+
+class AssignIn(BaseModel):
+    person_id: int | None = None
+    name: str | None = Field(None, min_length=1, max_length=200)
+
+
+class ClusterOut(BaseModel):
+    cluster_id: str
+    size: int
+    face_ids: list[int]
+
+
+class DualIn(BaseModel):
+    person_threshold: float | None = Field(None, ge=-1, le=1)
+    unknown_method: Method | None = None
+    min_cluster_size: int | None = Field(None, ge=1)
+    max_faces: int | None = Field(None, ge=1)
+    queue: bool = False
+
+
+class TrainIn(BaseModel):
+    epochs: int | None = Field(None, ge=1, le=1000)
+    margin: float | None = Field(None, gt=0, le=2)
+    queue: bool = False
+
+
+def _counts(lib: Library, person_id: int) -> int:
+    return next((n for p, n in lib.people.list_persons() if p.id == person_id), 0)
+
+
+# --- unknown clusters -----------------------------------------------------------------------------
+
+
+@router.get("/faces/clusters", response_model=list[ClusterOut])
+def clusters(lib: LibraryDep) -> list[ClusterOut]:
+    """Unknown-face clusters, largest first."""
+    return [ClusterOut(cluster_id=c, size=len(f), face_ids=f) for c, f in lib.people.clusters()]
+
+
+@router.post("/faces/clusters/{cluster_id}/label")
+def label_cluster(cluster_id: str, body: LabelIn, lib: LibraryDep) -> dict[str, Any]:
+    """Name every face of a cluster; an existing person of that name (any case) is reused."""
+    person, labelled, skipped = lib.people.label_cluster(cluster_id, body.name)
+    return {
+        "person_id": person.id,
+        "name": person.name,
+        "faces_labeled": labelled,
+        "faces_skipped": skipped,
+    }
+
+
+@router.post("/faces/cluster/dual")
+def cluster_dual(body: DualIn, lib: LibraryDep, response: Response) -> dict[str, Any]:
+    """Match faces to known people, cluster the rest; ``queue`` runs it as a background job."""
+    settings = lib.settings
+    kwargs: dict[str, Any] = {
+        "person_threshold": body.person_threshold
+        if body.person_threshold is not None
+        else settings.face_person_match_threshold,
+        "method": body.unknown_method or settings.face_unknown_clustering_method,
+        "min_cluster_size": body.min_cluster_size or settings.face_unknown_min_cluster_size,
+        "max_faces": body.max_faces,
+    }
+    if body.queue:
+        job = lib.jobs.submit(
+            "faces_cluster_dual", kwargs, lambda _p: asdict(lib.people.cluster_dual(**kwargs))
+        )
+        response.status_code = status.HTTP_202_ACCEPTED
+        return {"job_id": job.id, "job": JobOut.of(job).model_dump(mode="json")}
+    return asdict(lib.people.cluster_dual(**kwargs))
+
+
+@router.post("/faces/train")
+def train(body: TrainIn, lib: LibraryDep, response: Response) -> dict[str, Any]:
+    """Train the face-matching head on labelled faces (triplet loss); it is used for matching
+    and clustering only when it separates held-out people better than the untrained space."""
+    epochs = body.epochs or lib.settings.face_training_epochs
+    margin = body.margin or lib.settings.face_triplet_margin
+    if body.queue:
+        job = lib.jobs.submit(
+            "faces_train",
+            {"epochs": epochs, "margin": margin},
+            lambda _p: asdict(lib.people.train(epochs, margin)),
+        )
+        response.status_code = status.HTTP_202_ACCEPTED
+        return {"job_id": job.id, "job": JobOut.of(job).model_dump(mode="json")}
+    return asdict(lib.people.train(epochs, margin))
+
+
+@router.get("/faces/stats")
+def stats(lib: LibraryDep) -> dict[str, Any]:
+    return lib.people.stats()
+
+
+@router.post("/faces/{face_id}/assign", response_model=FaceOut)
+def assign(face_id: int, body: AssignIn, request: Request, lib: LibraryDep) -> FaceOut:
+    """Name one face (``person_id`` or ``name``); the choice sticks on later runs."""
+    return FaceOut.of(lib.people.assign(face_id, body.person_id, body.name), request)
+
+
+@router.post("/faces/{face_id}/unassign", response_model=FaceOut)
+def unassign(face_id: int, request: Request, lib: LibraryDep) -> FaceOut:
+    """This face is nobody known; later runs will not assign it."""
+    return FaceOut.of(lib.people.unassign(face_id), request)
+
+
+# --- people ---------------------------------------------------------------------------------------
+
+
+@router.get("/persons", response_model=list[PersonOut])
+def list_persons(lib: LibraryDep, include_hidden: bool = False) -> list[PersonOut]:
+    return [PersonOut.of(p, n) for p, n in lib.people.list_persons(include_hidden)]
+
+
+@router.post("/persons", status_code=status.HTTP_201_CREATED, response_model=PersonOut)
+def create_person(body: PersonIn, lib: LibraryDep) -> PersonOut:
+    return PersonOut.of(lib.people.create_person(body.name), 0)
+
+
+@router.get("/persons/{person_id}", response_model=PersonOut)
+def get_person(person_id: int, lib: LibraryDep) -> PersonOut:
+    with lib.sessions() as s:
+        person = lib.people.get_person(s, person_id)
+    return PersonOut.of(person, _counts(lib, person_id))
+
+
+@router.patch("/persons/{person_id}", response_model=PersonOut)
+def update_person(person_id: int, body: PersonPatch, lib: LibraryDep) -> PersonOut:
+    """Rename and/or hide a person."""
+    person = lib.people.update_person(person_id, body.name, body.hidden)
+    return PersonOut.of(person, _counts(lib, person_id))
+
+
+@router.delete("/persons/{person_id}", status_code=status.HTTP_204_NO_CONTENT)
+def delete_person(person_id: int, lib: LibraryDep) -> Response:
+    lib.people.delete_person(person_id)
+    return Response(status_code=status.HTTP_204_NO_CONTENT)
+
+
+@router.post("/persons/{person_id}/merge", response_model=PersonOut)
+def merge(person_id: int, body: MergeIn, lib: LibraryDep) -> PersonOut:
+    """Move this person's faces to ``into`` and remove this person."""
+    person = lib.people.merge(person_id, body.into)
+    return PersonOut.of(person, _counts(lib, person.id))
+
+
+@router.get("/persons/{person_id}/photos", response_model=list[AssetOut])
+def person_photos(
+    person_id: int,
+    request: Request,
+    lib: LibraryDep,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    offset: Annotated[int, Query(ge=0)] = 0,
+) -> list[AssetOut]:
+    return [AssetOut.of(a, request) for a in lib.people.person_photos(person_id, limit, offset)]

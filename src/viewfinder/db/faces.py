@@ -1,0 +1,184 @@
+"""Queries and commands over detected faces (callers own the transaction: flush, never commit)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+from numpy.typing import NDArray
+from sqlalchemy import ColumnElement, delete, exists, func, insert, select
+from sqlalchemy.orm import Session
+
+from viewfinder.db.models import Asset, AssetTask, Face, TaskState, utcnow
+from viewfinder.db.repository import IN_CHUNK, VECTOR_DTYPE
+from viewfinder.models.types import BoxXYXY
+
+
+@dataclass(frozen=True)
+class NewFace:
+    """A face as the indexer found it, before it has an id or a person."""
+
+    box: BoxXYXY
+    landmarks: tuple[tuple[float, float], ...]
+    detection_score: float
+    quality: float
+    clusterable: bool
+    embedding: NDArray[np.float32]
+    thumbnail: bytes  # JPEG of the aligned face
+
+
+def add_faces(s: Session, asset_id: int, faces: Sequence[NewFace]) -> list[Face]:
+    """Insert the faces of one asset; flushes, so the returned rows have their ids."""
+    rows = [
+        Face(
+            asset_id=asset_id,
+            x1=float(face.box[0]),
+            y1=float(face.box[1]),
+            x2=float(face.box[2]),
+            y2=float(face.box[3]),
+            landmarks=[[float(x), float(y)] for x, y in face.landmarks],
+            detection_score=float(face.detection_score),
+            quality=float(face.quality),
+            clusterable=face.clusterable,
+            dim=int(face.embedding.shape[0]),
+            embedding=_encode(face.embedding),
+            thumbnail=face.thumbnail,
+        )
+        for face in faces
+    ]
+    s.add_all(rows)
+    s.flush()
+    return rows
+
+
+def faces_of_asset(s: Session, asset_id: int) -> list[Face]:
+    return list(s.scalars(select(Face).where(Face.asset_id == asset_id).order_by(Face.id)))
+
+
+def get_face(s: Session, face_id: int) -> Face | None:
+    return s.get(Face, face_id)
+
+
+def list_faces(
+    s: Session,
+    *,
+    limit: int = 100,
+    offset: int = 0,
+    person_id: int | None = None,
+    cluster_id: str | None = None,
+    unassigned: bool | None = None,
+) -> list[Face]:
+    """Faces matching the filters, ordered by id. ``unassigned``: True for faces with no person,
+    False for faces with one, None for both."""
+    conditions = _face_filters(person_id, cluster_id, unassigned)
+    stmt = select(Face).where(*conditions).order_by(Face.id).limit(limit).offset(offset)
+    return list(s.scalars(stmt))
+
+
+def count_faces(
+    s: Session,
+    *,
+    person_id: int | None = None,
+    cluster_id: str | None = None,
+    unassigned: bool | None = None,
+) -> int:
+    conditions = _face_filters(person_id, cluster_id, unassigned)
+    return int(s.scalar(select(func.count()).select_from(Face).where(*conditions)) or 0)
+
+
+def face_embeddings(
+    s: Session, ids: Sequence[int] | None = None, clusterable_only: bool = False
+) -> tuple[NDArray[np.int64], NDArray[np.int64], NDArray[np.float32]]:
+    """(face ids, their asset ids, (n, dim) unit embeddings), ordered by face id: every face, or
+    those of ``ids`` that exist. Read as plain tuples (no ORM objects), so 100k faces stay cheap.
+
+    Raises ``ValueError`` when the faces were embedded by recognisers of different sizes (the
+    model was changed without re-processing)."""
+    base = select(Face.id, Face.asset_id, Face.dim, Face.embedding)
+    if clusterable_only:
+        base = base.where(Face.clusterable.is_(True))
+    rows: list[tuple[int, int, int, bytes]] = []
+    if ids is None:
+        rows.extend(s.execute(base.order_by(Face.id)).all())
+    else:
+        wanted = sorted({int(i) for i in ids})
+        for start in range(0, len(wanted), IN_CHUNK):
+            chunk = wanted[start : start + IN_CHUNK]
+            rows.extend(s.execute(base.where(Face.id.in_(chunk)).order_by(Face.id)).all())
+    face_ids = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
+    asset_ids = np.fromiter((r[1] for r in rows), dtype=np.int64, count=len(rows))
+    dims = {r[2] for r in rows}
+    if len(dims) > 1:
+        raise ValueError(f"faces have embeddings of several sizes {sorted(dims)}: re-process them")
+    dim = dims.pop() if dims else 0
+    return face_ids, asset_ids, _decode([r[3] for r in rows], dim)
+
+
+def delete_faces_of_asset(s: Session, asset_id: int) -> int:
+    """Delete an asset's faces; returns how many there were."""
+    stmt = delete(Face).where(Face.asset_id == asset_id).returning(Face.id)
+    return len(s.execute(stmt).all())
+
+
+def enqueue_missing_tasks(s: Session, kind: str, limit: int | None = None) -> int:
+    """Give a pending ``kind`` task to assets that have none (those stored before the kind
+    existed or while it was switched off), lowest asset id first; returns how many.
+
+    Assets whose task is done or failed are left alone: re-processing is ``enqueue_task``."""
+    has_task = exists().where(AssetTask.asset_id == Asset.id, AssetTask.kind == kind)
+    stmt = select(Asset.id).where(~has_task).order_by(Asset.id)
+    if limit is not None:
+        stmt = stmt.limit(limit)
+    asset_ids = list(s.scalars(stmt))
+    if asset_ids:
+        now = utcnow()
+        s.execute(
+            insert(AssetTask),
+            [
+                {
+                    "asset_id": asset_id,
+                    "kind": kind,
+                    "state": TaskState.PENDING.value,
+                    "attempts": 0,
+                    "updated_at": now,
+                }
+                for asset_id in asset_ids
+            ],
+        )
+    return len(asset_ids)
+
+
+def decode_embedding(face: Face) -> NDArray[np.float32]:
+    """One stored face's embedding as a float32 vector."""
+    return np.asarray(_decode([face.embedding], face.dim)[0], dtype=np.float32)
+
+
+def _face_filters(
+    person_id: int | None, cluster_id: str | None, unassigned: bool | None
+) -> list[ColumnElement[bool]]:
+    conditions: list[ColumnElement[bool]] = []
+    if person_id is not None:
+        conditions.append(Face.person_id == person_id)
+    if cluster_id is not None:
+        conditions.append(Face.cluster_id == cluster_id)
+    if unassigned is True:
+        conditions.append(Face.person_id.is_(None))
+    elif unassigned is False:
+        conditions.append(Face.person_id.is_not(None))
+    return conditions
+
+
+def _encode(vector: NDArray[np.float32]) -> bytes:
+    if vector.ndim != 1 or vector.size == 0:
+        raise ValueError(f"a face embedding is a non-empty 1-D vector, got shape {vector.shape}")
+    return np.ascontiguousarray(vector, dtype=VECTOR_DTYPE).tobytes()
+
+
+def _decode(blobs: Sequence[bytes], dim: int) -> NDArray[np.float32]:
+    # bytearray: a writable copy, so callers may normalise or project in place.
+    buffer = bytearray(b"".join(blobs))
+    if len(buffer) != len(blobs) * dim * VECTOR_DTYPE.itemsize:
+        raise ValueError(f"stored face embeddings do not match their recorded dimension {dim}")
+    flat = np.frombuffer(buffer, dtype=VECTOR_DTYPE).astype(np.float32, copy=False)
+    return flat.reshape(len(blobs), dim)
