@@ -490,3 +490,37 @@ def test_invalid_input_is_rejected(kind: str) -> None:
     with pytest.raises(ValueError, match="one query"):
         index.search(np.ones((2, DIM)), 1)
     assert len(index) == 1
+
+
+def test_hnsw_and_exact_agree_on_clip_embeddings_of_the_test_photos(
+    tiny_models: dict[str, Path],
+) -> None:
+    """The same neighbours from both indexes on CLIP embeddings (the tiny checkpoint's) of every
+    photo in ../shared/data, unfiltered and with a folder-like filter."""
+    import torch
+    from PIL import Image, ImageOps
+
+    from tests.conftest import SHARED_DATA
+    from viewfinder.index import ExactIndex
+    from viewfinder.index.hnsw import HnswIndex
+    from viewfinder.models.clip import ClipImageEncoder
+
+    if not SHARED_DATA.is_dir():
+        pytest.skip("../shared is absent")
+    paths = sorted(
+        p for p in SHARED_DATA.rglob("*") if p.suffix.lower() in {".jpg", ".jpeg", ".png"}
+    )
+    encoder = ClipImageEncoder(tiny_models["clip"], "cpu", torch.float32)
+    images = [ImageOps.exif_transpose(Image.open(p)).convert("RGB") for p in paths]
+    vectors = np.stack(encoder.forward([encoder.preprocess(im) for im in images]))
+    ids = np.arange(1, len(paths) + 1, dtype=np.int64) * 7
+    exact, hnsw = ExactIndex(vectors.shape[1]), HnswIndex(vectors.shape[1])
+    exact.add(ids, vectors)
+    hnsw.add(ids, vectors)
+    allowed = ids[np.array(["faces" in str(p) for p in paths])]
+    for query in vectors[:: max(1, len(vectors) // 25)]:
+        for subset in (None, allowed):
+            want = exact.search(query, 10, subset)
+            got = hnsw.search(query, 10, subset)
+            assert [h.id for h in got] == [h.id for h in want]
+            assert [h.score for h in got] == pytest.approx([h.score for h in want], abs=1e-5)

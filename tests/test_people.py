@@ -34,11 +34,15 @@ def single_face_photos() -> dict[str, str]:
 
 
 @pytest.fixture
-def client(tmp_path: Path, tiny_models: dict[str, Path]) -> Iterator[tuple[TestClient, Services]]:
+def client(
+    tmp_path: Path, tiny_models: dict[str, Path], database_url: str
+) -> Iterator[tuple[TestClient, Services]]:
+    """The app on SQLite and on PostgreSQL (``database_url`` is parametrized over both)."""
     settings = make_settings(
         tmp_path,
         tiny_models,
         face_recognizer_model=str(SHARED_MODELS / "mobilefacenet" / "mobilefacenet.onnx"),
+        database_url=database_url,
     )
     services = Services.build(settings, with_library=True)
     with TestClient(create_app(settings, services)) as test_client:
