@@ -109,7 +109,9 @@ def test_kill_9_during_processing_then_restart(
     before = _embedding_times(db)
     with sqlite3.connect(db) as conn:
         states = dict(
-            conn.execute("SELECT state, count(*) FROM asset_tasks GROUP BY state").fetchall()
+            conn.execute(
+                "SELECT state, count(*) FROM asset_tasks WHERE kind = 'embed' GROUP BY state"
+            ).fetchall()
         )
     print(f"\nat kill -9: {len(before)} embedded, task states {states}")
     assert 0 < len(before) < N_IMAGES, "the kill must land in the middle of processing"
@@ -128,7 +130,9 @@ def test_kill_9_during_processing_then_restart(
     after = _embedding_times(db)
     with sqlite3.connect(db) as conn:
         asset_ids = sorted(r[0] for r in conn.execute("SELECT id FROM assets"))
-        tasks = conn.execute("SELECT state, count(*) FROM asset_tasks GROUP BY state").fetchall()
+        tasks = conn.execute(
+            "SELECT state, count(*) FROM asset_tasks WHERE kind = 'embed' GROUP BY state"
+        ).fetchall()
         (dim,) = conn.execute("SELECT dim FROM embeddings LIMIT 1").fetchone()
     index_ids = load_index(tmp_path / "data" / "index" / "clip.vfindex", dim).ids()
     print(
