@@ -5,7 +5,6 @@ from __future__ import annotations
 import io
 import json
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -16,7 +15,7 @@ from fastapi.testclient import TestClient
 from PIL import Image
 from typer.testing import CliRunner
 
-from tests.conftest import make_settings
+from tests.conftest import free_port, make_settings
 from viewfinder.api.app import create_app
 from viewfinder.cli.main import app
 
@@ -109,14 +108,8 @@ def test_models_list_and_offline_pull(tmp_path: Path, tiny_models: dict[str, Pat
     assert unknown.exit_code == 2
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 def test_serve_answers_http_with_docs(tmp_path: Path, tiny_models: dict[str, Path]) -> None:
-    port = _free_port()
+    port = free_port()
     env = {**os.environ, **_env(tmp_path, tiny_models), "VIEWFINDER_PORT": str(port)}
     proc = subprocess.Popen(
         [sys.executable, "-m", "viewfinder", "serve"],

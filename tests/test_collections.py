@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import io
 import json
-import socket
 import threading
 import time
 from collections.abc import Iterator
@@ -19,7 +18,7 @@ from fastapi.testclient import TestClient
 from PIL import Image
 from typer.testing import CliRunner
 
-from tests.conftest import make_settings
+from tests.conftest import free_port, make_settings
 from viewfinder.api.app import create_app
 from viewfinder.cli.main import app as cli
 from viewfinder.settings import Settings
@@ -245,15 +244,9 @@ def test_caption_folder_in_process(settings: Settings, tmp_path: Path) -> None:
     assert (folder / "b.txt").read_text() != "existing caption\n"
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 def test_caption_folder_against_a_running_server(settings: Settings, tmp_path: Path) -> None:
     folder = _folder(tmp_path)
-    port = _free_port()
+    port = free_port()
     server = uvicorn.Server(
         uvicorn.Config(create_app(settings), host="127.0.0.1", port=port, log_level="warning")
     )

@@ -7,7 +7,6 @@ from __future__ import annotations
 import io
 import os
 import signal
-import socket
 import sqlite3
 import subprocess
 import sys
@@ -21,16 +20,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from tests.conftest import make_settings
+from tests.conftest import free_port, make_settings
 from viewfinder.index import load_index
 
 N_IMAGES = 200
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def _env(tmp_path: Path, tiny_models: dict[str, Path], **extra: str) -> dict[str, str]:
@@ -44,7 +37,7 @@ def _env(tmp_path: Path, tiny_models: dict[str, Path], **extra: str) -> dict[str
 
 @contextmanager
 def server(env: dict[str, str]) -> Iterator[tuple[subprocess.Popen[bytes], str]]:
-    port = _free_port()
+    port = free_port()
     proc = subprocess.Popen(
         [sys.executable, "-m", "viewfinder", "serve", "--port", str(port)],
         env=env,

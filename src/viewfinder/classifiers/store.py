@@ -14,8 +14,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import tempfile
 import threading
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
@@ -26,6 +24,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from viewfinder.errors import InvalidInputError
+from viewfinder.storage.atomic import write_atomically
 
 BEST_MODELS_FILE = "best_models.json"
 FORMAT_VERSION = 1
@@ -86,21 +85,6 @@ def _sigmoid(x: float) -> float:
     return z / (1.0 + z)
 
 
-def _write_atomically(path: Path, text: str) -> None:
-    """Write next to the target, fsync, then rename over it: a crash never leaves half a file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=".json")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as out:
-            out.write(text)
-            out.flush()
-            os.fsync(out.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 class ClassifierStore:
     """Reads the promoted classifier per collection; re-reads when ``best_models.json`` changes."""
 
@@ -144,12 +128,12 @@ class ClassifierStore:
 
     def write_json(self, name: str, payload: object) -> Path:
         path = self.directory / name
-        _write_atomically(path, json.dumps(payload, indent=2, sort_keys=True, default=str))
+        write_atomically(path, json.dumps(payload, indent=2, sort_keys=True, default=str).encode())
         return path
 
     def save(self, classifier: LinearClassifier, promote: bool = True) -> Path:
         path = self.directory / classifier.file_name
-        _write_atomically(path, json.dumps(classifier.to_json()))
+        write_atomically(path, json.dumps(classifier.to_json()).encode())
         if promote:
             self.promote(classifier.collection_id, classifier.file_name)
         return path
@@ -159,9 +143,8 @@ class ClassifierStore:
             self._refresh()
             best = {str(k): v for k, v in self._best.items()}
             best[str(collection_id)] = file_name
-            _write_atomically(
-                self.directory / BEST_MODELS_FILE, json.dumps(best, indent=2, sort_keys=True)
-            )
+            text = json.dumps(best, indent=2, sort_keys=True)
+            write_atomically(self.directory / BEST_MODELS_FILE, text.encode())
             self._stamp = None
 
     def _refresh(self) -> None:

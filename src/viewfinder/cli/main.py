@@ -14,6 +14,7 @@ import typer
 from viewfinder.analysis.results import Task
 from viewfinder.errors import InvalidInputError, ViewfinderError
 from viewfinder.settings import Settings
+from viewfinder.storage.atomic import write_atomically
 
 if TYPE_CHECKING:
     from viewfinder.container import Services
@@ -297,14 +298,8 @@ def caption_folder(
                 failures += 1
                 typer.echo(f"\nskipped {image_path.name}: {exc}", err=True)
                 continue
-            _write_text(image_path.with_suffix(".txt"), caption + "\n")
+            write_atomically(image_path.with_suffix(".txt"), (caption + "\n").encode())
     typer.echo(f"{len(todo) - failures} captioned, {failures} skipped")
-
-
-def _write_text(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text, encoding="utf-8")
-    tmp.replace(path)
 
 
 def _local_captioner(max_length: int) -> Callable[[bytes, str], str]:

@@ -11,7 +11,8 @@ from sqlalchemy import ColumnElement, delete, exists, func, insert, select
 from sqlalchemy.orm import Session
 
 from viewfinder.db.models import Asset, AssetTask, Face, TaskState, utcnow
-from viewfinder.db.repository import IN_CHUNK, VECTOR_DTYPE
+from viewfinder.db.repository import IN_CHUNK
+from viewfinder.db.vectors import decode_vectors, encode_vector
 from viewfinder.models.types import BoxXYXY
 
 
@@ -42,7 +43,7 @@ def add_faces(s: Session, asset_id: int, faces: Sequence[NewFace]) -> list[Face]
             quality=float(face.quality),
             clusterable=face.clusterable,
             dim=int(face.embedding.shape[0]),
-            embedding=_encode(face.embedding),
+            embedding=encode_vector(face.embedding),
             thumbnail=face.thumbnail,
         )
         for face in faces
@@ -112,7 +113,7 @@ def face_embeddings(
     if len(dims) > 1:
         raise ValueError(f"faces have embeddings of several sizes {sorted(dims)}: re-process them")
     dim = dims.pop() if dims else 0
-    return face_ids, asset_ids, _decode([r[3] for r in rows], dim)
+    return face_ids, asset_ids, decode_vectors([r[3] for r in rows], dim)
 
 
 def delete_faces_of_asset(s: Session, asset_id: int) -> int:
@@ -151,7 +152,7 @@ def enqueue_missing_tasks(s: Session, kind: str, limit: int | None = None) -> in
 
 def decode_embedding(face: Face) -> NDArray[np.float32]:
     """One stored face's embedding as a float32 vector."""
-    return np.asarray(_decode([face.embedding], face.dim)[0], dtype=np.float32)
+    return np.asarray(decode_vectors([face.embedding], face.dim)[0], dtype=np.float32)
 
 
 def _face_filters(
@@ -167,18 +168,3 @@ def _face_filters(
     elif unassigned is False:
         conditions.append(Face.person_id.is_not(None))
     return conditions
-
-
-def _encode(vector: NDArray[np.float32]) -> bytes:
-    if vector.ndim != 1 or vector.size == 0:
-        raise ValueError(f"a face embedding is a non-empty 1-D vector, got shape {vector.shape}")
-    return np.ascontiguousarray(vector, dtype=VECTOR_DTYPE).tobytes()
-
-
-def _decode(blobs: Sequence[bytes], dim: int) -> NDArray[np.float32]:
-    # bytearray: a writable copy, so callers may normalise or project in place.
-    buffer = bytearray(b"".join(blobs))
-    if len(buffer) != len(blobs) * dim * VECTOR_DTYPE.itemsize:
-        raise ValueError(f"stored face embeddings do not match their recorded dimension {dim}")
-    flat = np.frombuffer(buffer, dtype=VECTOR_DTYPE).astype(np.float32, copy=False)
-    return flat.reshape(len(blobs), dim)

@@ -18,13 +18,12 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from viewfinder.db.models import Asset, AssetTask, Base, Embedding, Job, TaskState, utcnow
+from viewfinder.db.vectors import decode_vectors, encode_vector
 
 # Bound parameters per IN (...) list: SQLite accepts 32766, and smaller lists plan faster.
 IN_CHUNK = 5000
 # Keep a runaway traceback from bloating the task table.
 MAX_ERROR_CHARS = 4000
-# Vectors are stored as little-endian float32 bytes, whatever the machine's byte order.
-VECTOR_DTYPE = np.dtype("<f4")
 
 T = TypeVar("T")
 
@@ -285,7 +284,7 @@ def put_embedding(s: Session, asset_id: int, model: str, vector: NDArray[np.floa
         "asset_id": asset_id,
         "model": model,
         "dim": int(vector.shape[0]),
-        "vector": np.ascontiguousarray(vector, dtype=VECTOR_DTYPE).tobytes(),
+        "vector": encode_vector(vector),
         "created_at": utcnow(),
     }
     _upsert(s, Embedding, values, keys=("asset_id", "model"))
@@ -303,7 +302,7 @@ def get_embeddings(
             Embedding.model == model, Embedding.asset_id.in_(chunk)
         )
         for asset_id, dim, blob in s.execute(stmt):
-            found[asset_id] = _decode_vectors([blob], dim)[0]
+            found[asset_id] = decode_vectors([blob], dim)[0]
     return found
 
 
@@ -330,7 +329,7 @@ def iter_embeddings(
         dims = {row[1] for row in rows}
         if len(dims) != 1:
             raise ValueError(f"model {model!r} has embeddings of several sizes: {sorted(dims)}")
-        yield ids, _decode_vectors([row[2] for row in rows], dims.pop())
+        yield ids, decode_vectors([row[2] for row in rows], dims.pop())
         if len(rows) < batch_size:
             return
         last_id = int(ids[-1])
@@ -345,15 +344,6 @@ def embedding_ids(s: Session, model: str) -> NDArray[np.int64]:
 def count_embeddings(s: Session, model: str) -> int:
     stmt = select(func.count()).select_from(Embedding).where(Embedding.model == model)
     return s.scalar(stmt) or 0
-
-
-def _decode_vectors(blobs: Sequence[bytes], dim: int) -> NDArray[np.float32]:
-    # bytearray: a writable copy, so callers may normalise in place.
-    buffer = bytearray(b"".join(blobs))
-    if len(buffer) != len(blobs) * dim * VECTOR_DTYPE.itemsize:
-        raise ValueError(f"stored vectors do not match their recorded dimension {dim}")
-    flat = np.frombuffer(buffer, dtype=VECTOR_DTYPE).astype(np.float32, copy=False)
-    return flat.reshape(len(blobs), dim)
 
 
 # --- jobs -----------------------------------------------------------------------------------------

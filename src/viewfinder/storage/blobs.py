@@ -3,13 +3,12 @@ checked against one pattern anyway, so no key can name a path outside the store.
 
 from __future__ import annotations
 
-import os
 import re
-import tempfile
 from pathlib import Path
 from typing import Protocol
 
 from viewfinder.errors import NotFoundError
+from viewfinder.storage.atomic import write_atomically
 
 _KEY = re.compile(r"^(originals|thumbnails|previews)/[0-9a-f]{2}/[0-9a-f]{64}(\.jpg)?$")
 
@@ -65,17 +64,7 @@ class LocalBlobStore:
         path = self._path(key)
         if path.is_file() and path.stat().st_size == len(data):
             return  # content-addressed: the same key already holds the same bytes
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
-        try:
-            with os.fdopen(fd, "wb") as out:
-                out.write(data)
-                out.flush()
-                os.fsync(out.fileno())
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        write_atomically(path, data)
 
     def get(self, key: str) -> bytes:
         try:

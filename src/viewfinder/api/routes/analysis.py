@@ -11,6 +11,7 @@ from viewfinder.analysis.operations import OPERATIONS
 from viewfinder.analysis.results import AnalysisReport, Task, response_payload
 from viewfinder.analysis.service import check_unique_ids
 from viewfinder.analysis.tasks import TaskIn, parse_tasks_json
+from viewfinder.api.deps import services
 from viewfinder.api.schemas_analysis import (
     AnalyzeImageRequest,
     AnalyzeImageResponse,
@@ -18,14 +19,8 @@ from viewfinder.api.schemas_analysis import (
     OperationInfo,
 )
 from viewfinder.api.uploads import read_upload
-from viewfinder.container import Services
 
 router = APIRouter(tags=["analysis (seed 000)"])
-
-
-def _services(request: Request) -> Services:
-    services: Services = request.app.state.services
-    return services
 
 
 def _tasks(tasks: list[TaskIn]) -> list[Task]:
@@ -46,7 +41,7 @@ async def analyze_image(
     body: AnalyzeImageRequest, request: Request, response: Response
 ) -> AnalyzeImageResponse:
     """Analyse the image at ``image_url`` with every task; results keyed by ``operation_id``."""
-    service = _services(request).analysis
+    service = services(request).analysis
     tasks = _tasks(body.tasks)
     check_unique_ids(tasks)  # before the download: a bad request costs nothing
     image = await run_in_threadpool(service.image_from_url, body.image_url)
@@ -62,12 +57,12 @@ async def analyze_image_upload(
     response: Response,
 ) -> AnalyzeImageResponse:
     """Analyse an uploaded image; ``tasks_json`` has the same structure as ``tasks``."""
-    services = _services(request)
+    svc = services(request)
     tasks = parse_tasks_json(tasks_json)
     check_unique_ids(tasks)
-    data = await read_upload(image_file, services.settings.max_upload_bytes)
-    image = await run_in_threadpool(services.analysis.image_from_bytes, data)
-    report = await run_in_threadpool(services.analysis.analyze, image, tasks)
+    data = await read_upload(image_file, svc.settings.max_upload_bytes)
+    image = await run_in_threadpool(svc.analysis.image_from_bytes, data)
+    report = await run_in_threadpool(svc.analysis.analyze, image, tasks)
     return _render(f"uploaded:{image_file.filename or 'file'}", report, response)
 
 
