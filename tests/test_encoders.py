@@ -37,6 +37,7 @@ from viewfinder.models.preprocess import (
     ImagePreprocessing,
     preprocessing_from_config,
 )
+from viewfinder.runtime.device import FP32, Precision
 from viewfinder.testing.checkpoints import (
     build_clip,
     build_tiny_blip,
@@ -87,12 +88,12 @@ def checkpoints(tmp_path_factory: pytest.TempPathFactory) -> Checkpoints:
 
 @pytest.fixture(scope="module")
 def clip_image(checkpoints: Checkpoints) -> ClipImageEncoder:
-    return ClipImageEncoder(checkpoints.clip, "cpu", torch.float32)
+    return ClipImageEncoder(checkpoints.clip, "cpu", FP32)
 
 
 @pytest.fixture(scope="module")
 def clip_text(checkpoints: Checkpoints) -> ClipTextEncoder:
-    return ClipTextEncoder(checkpoints.clip, "cpu", torch.float32)
+    return ClipTextEncoder(checkpoints.clip, "cpu", FP32)
 
 
 @pytest.fixture(scope="module")
@@ -102,17 +103,17 @@ def clip_reference(checkpoints: Checkpoints) -> CLIPModel:
 
 @pytest.fixture(scope="module")
 def dinov2(checkpoints: Checkpoints) -> DinoEncoder:
-    return DinoEncoder(checkpoints.dinov2, "cpu", torch.float32)
+    return DinoEncoder(checkpoints.dinov2, "cpu", FP32)
 
 
 @pytest.fixture(scope="module")
 def dinov3(checkpoints: Checkpoints) -> DinoEncoder:
-    return DinoEncoder(checkpoints.dinov3, "cpu", torch.float32)
+    return DinoEncoder(checkpoints.dinov3, "cpu", FP32)
 
 
 @pytest.fixture(scope="module")
 def captioner(checkpoints: Checkpoints) -> BlipCaptioner:
-    return BlipCaptioner(checkpoints.blip, "cpu", torch.float32)
+    return BlipCaptioner(checkpoints.blip, "cpu", FP32)
 
 
 def synthetic_image(width: int = 97, height: int = 61, seed: int = 0) -> Image.Image:
@@ -302,7 +303,7 @@ def test_dino_encoders_know_their_architecture(dinov2: DinoEncoder, dinov3: Dino
 
 def test_dino_encoder_refuses_another_architecture(checkpoints: Checkpoints) -> None:
     with pytest.raises(ValueError, match="'clip'"):
-        DinoEncoder(checkpoints.clip, "cpu", torch.float32)
+        DinoEncoder(checkpoints.clip, "cpu", FP32)
 
 
 # --- batches and odd inputs -------------------------------------------------------------------
@@ -417,6 +418,47 @@ def test_caption_max_length_out_of_range_is_refused(captioner: BlipCaptioner) ->
         captioner.preprocess(CaptionRequest(synthetic_image(), max_length=65))
 
 
+# --- CPU bf16 autocast (VIEWFINDER_CPU_BF16) ---------------------------------------------------
+
+BF16 = Precision(cpu_bf16_autocast=True)
+# bf16 keeps 8 bits of mantissa: embeddings move in the third decimal, directions barely.
+BF16_MIN_COSINE = 0.99
+
+
+@pytest.mark.parametrize(
+    ("build", "path_of"),
+    [
+        (ClipImageEncoder, lambda c: c.clip),
+        (DinoEncoder, lambda c: c.dinov2),
+        (DinoEncoder, lambda c: c.dinov3),
+    ],
+    ids=["clip_image", "dinov2", "dinov3"],
+)
+def test_bf16_autocast_image_embeddings_stay_close_to_fp32(
+    checkpoints: Checkpoints, build: Any, path_of: Callable[[Checkpoints], Path]
+) -> None:
+    images = [synthetic_image(97, 61, 0), synthetic_image(40, 300, 1)]
+    exact = run_batch(build(path_of(checkpoints), "cpu", FP32), images)
+    fast = run_batch(build(path_of(checkpoints), "cpu", BF16), images)
+    for ours, reference in zip(fast, exact, strict=True):
+        assert ours.dtype == np.float32
+        assert float(np.linalg.norm(ours)) == pytest.approx(1.0, abs=1e-5)
+        assert float(ours @ reference) >= BF16_MIN_COSINE
+    # Autocast really ran: fp32 would reproduce the reference to ~1e-7.
+    assert max_diff(fast, exact) > 1e-4
+
+
+def test_bf16_autocast_text_embeddings_and_captions(checkpoints: Checkpoints) -> None:
+    exact = run_batch(ClipTextEncoder(checkpoints.clip, "cpu", FP32), TEXTS)
+    fast = run_batch(ClipTextEncoder(checkpoints.clip, "cpu", BF16), TEXTS)
+    assert min(float(a @ b) for a, b in zip(fast, exact, strict=True)) >= BF16_MIN_COSINE
+    assert max_diff(fast, exact) > 1e-4
+
+    captioner = BlipCaptioner(checkpoints.blip, "cpu", BF16)
+    (caption,) = run_each(captioner, [CaptionRequest(synthetic_image(), max_length=12)])
+    assert isinstance(caption, str)
+
+
 # --- preprocessing configs --------------------------------------------------------------------
 
 
@@ -473,12 +515,12 @@ def test_building_leaves_the_global_rng_alone(tmp_path: Path) -> None:
 @pytest.mark.slow
 def test_base_clip_has_vit_b32_dimensions(tmp_path: Path) -> None:
     path = build_clip(tmp_path / "clip-base")
-    encoder = ClipImageEncoder(path, "cpu", torch.float32)
+    encoder = ClipImageEncoder(path, "cpu", FP32)
     assert encoder.dim == 512
     assert encoder.preprocessing.shortest_edge == 224
     assert encoder.preprocessing.crop_to == (224, 224)
     (embedding,) = run_each(encoder, [synthetic_image(320, 240)])
     assert_unit_embedding(embedding, 512)
-    text = ClipTextEncoder(path, "cpu", torch.float32)
+    text = ClipTextEncoder(path, "cpu", FP32)
     (text_embedding,) = run_each(text, ["a photo of a dog"])
     assert_unit_embedding(text_embedding, 512)

@@ -32,6 +32,7 @@ from viewfinder.index import (
     load_index,
 )
 from viewfinder.index.hnsw import HnswIndex
+from viewfinder.runtime.device import FP32
 
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 TOLERANCE = 1e-5
@@ -497,7 +498,6 @@ def test_hnsw_and_exact_agree_on_clip_embeddings_of_the_test_photos(
 ) -> None:
     """The same neighbours from both indexes on CLIP embeddings (the tiny checkpoint's) of every
     photo in ../shared/data, unfiltered and with a folder-like filter."""
-    import torch
     from PIL import Image, ImageOps
 
     from tests.conftest import SHARED_DATA
@@ -510,7 +510,7 @@ def test_hnsw_and_exact_agree_on_clip_embeddings_of_the_test_photos(
     paths = sorted(
         p for p in SHARED_DATA.rglob("*") if p.suffix.lower() in {".jpg", ".jpeg", ".png"}
     )
-    encoder = ClipImageEncoder(tiny_models["clip"], "cpu", torch.float32)
+    encoder = ClipImageEncoder(tiny_models["clip"], "cpu", FP32)
     images = [ImageOps.exif_transpose(Image.open(p)).convert("RGB") for p in paths]
     vectors = np.stack(encoder.forward([encoder.preprocess(im) for im in images]))
     ids = np.arange(1, len(paths) + 1, dtype=np.int64) * 7

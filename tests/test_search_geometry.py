@@ -20,6 +20,7 @@ from tests.conftest import make_settings
 from viewfinder.api.app import create_app
 from viewfinder.container import Services
 from viewfinder.models.clip import ClipImageEncoder, ClipTextEncoder
+from viewfinder.runtime.device import FP32
 
 COLOURS = {"red": (1.0, 0.0, 0.0), "green": (0.0, 1.0, 0.0), "blue": (0.0, 0.0, 1.0)}
 
@@ -64,10 +65,9 @@ class ColourWordTextEmbedder:
 
 
 def test_fakes_follow_the_real_models_protocol(tiny_models: dict[str, Path]) -> None:
-    import torch
 
-    real_image = ClipImageEncoder(tiny_models["clip"], "cpu", torch.float32)
-    real_text = ClipTextEncoder(tiny_models["clip"], "cpu", torch.float32)
+    real_image = ClipImageEncoder(tiny_models["clip"], "cpu", FP32)
+    real_text = ClipTextEncoder(tiny_models["clip"], "cpu", FP32)
     image = Image.new("RGB", (20, 10), (10, 200, 30))
     for real, fake, item in (
         (real_image, MeanColourImageEmbedder(), image),

@@ -8,9 +8,11 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 
 from viewfinder.errors import DeviceUnavailableError, ModelUnavailableError
-from viewfinder.runtime.device import select_device
+from viewfinder.runtime import device as device_module
+from viewfinder.runtime.device import FP32, Precision, inference_precision, select_device
 from viewfinder.runtime.sources import ModelSource, resolve
 from viewfinder.settings import Settings
 
@@ -46,6 +48,22 @@ def test_require_gpu_without_gpu_fails_loudly() -> None:
     with pytest.raises(DeviceUnavailableError, match="cuda"):
         select_device(Settings(device="cuda"))
     assert select_device(Settings(device="auto")) == "cpu"
+
+
+def test_precision_follows_device_and_cpu_bf16_setting(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    assert inference_precision("cuda", Settings()) == Precision(weights=torch.float16)
+    assert inference_precision("cuda", Settings(cpu_bf16=True)).cpu_bf16_autocast is False
+    assert inference_precision("cpu", Settings()) == FP32
+    monkeypatch.setenv("VIEWFINDER_CPU_BF16", "1")
+    monkeypatch.setattr(device_module, "cpu_has_native_bf16", lambda: True)
+    assert inference_precision("cpu", Settings()) == Precision(cpu_bf16_autocast=True)
+    # Emulated bf16 is slower than fp32: the setting is ignored, loudly.
+    monkeypatch.setattr(device_module, "cpu_has_native_bf16", lambda: False)
+    with caplog.at_level("WARNING"):
+        assert inference_precision("cpu", Settings()) == FP32
+    assert "neither AVX512-BF16 nor AMX" in caplog.text
 
 
 @pytest.mark.skipif(__import__("torch").cuda.is_available(), reason="checks the no-GPU path")

@@ -87,6 +87,9 @@ class Settings(BaseSettings):
     require_gpu: bool = Field(
         False, validation_alias=_env("REQUIRE_GPU", "IMAGE_EMBED_REQUIRE_GPU")
     )
+    cpu_bf16: bool = Field(
+        False, validation_alias=_env("CPU_BF16")
+    )  # bf16 autocast for the transformers models on CPUs with AVX512-BF16/AMX
     preload: Annotated[list[str], NoDecode] = Field(
         default_factory=list, validation_alias=_env("PRELOAD")
     )

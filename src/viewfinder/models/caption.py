@@ -26,6 +26,7 @@ from viewfinder.models.preprocess import (
     ImagePreprocessing,
     load_image_preprocessing,
 )
+from viewfinder.runtime.device import Precision
 
 DEFAULT_MAX_LENGTH = 50
 
@@ -62,12 +63,14 @@ class BlipCaptioner:
     """``CaptionRequest`` -> caption string (lower case, as BLIP's uncased tokenizer produces)."""
 
     def __init__(
-        self, model_dir: Path, device: str, dtype: torch.dtype, *, num_beams: int = 1
+        self, model_dir: Path, device: str, precision: Precision, *, num_beams: int = 1
     ) -> None:
         self._device = torch.device(device)
-        self._dtype = dtype
+        self._precision = precision
         self._num_beams = num_beams
-        self._model = BlipForConditionalGeneration.from_pretrained(model_dir, dtype=dtype)
+        self._model = BlipForConditionalGeneration.from_pretrained(
+            model_dir, dtype=precision.weights
+        )
         module: torch.nn.Module = self._model  # PreTrainedModel's to/eval lack usable types
         module.to(self._device).eval()
         self._tokenizer = AutoTokenizer.from_pretrained(model_dir)
@@ -105,8 +108,8 @@ class BlipCaptioner:
         return [outputs[index] for index in range(len(batch))]
 
     def _generate(self, pixels: NDArray[np.float32], max_length: int) -> list[TokenIds]:
-        tensor = torch.from_numpy(pixels).to(self._device, self._dtype)
-        with torch.inference_mode():
+        tensor = torch.from_numpy(pixels).to(self._device, self._precision.weights)
+        with torch.inference_mode(), self._precision.forward_context():
             sequences = self._model.generate(
                 pixel_values=tensor,
                 max_length=max_length,

@@ -22,6 +22,7 @@ from viewfinder.models.preprocess import (
     ImagePreprocessing,
     load_image_preprocessing,
 )
+from viewfinder.runtime.device import Precision
 
 Embedding = NDArray[np.float32]
 TokenIds = NDArray[np.int64]
@@ -67,10 +68,10 @@ def unit_rows(features: torch.Tensor) -> list[Embedding]:
 class ClipImageEncoder:
     """RGB PIL image -> unit-length CLIP image embedding (``dim`` floats)."""
 
-    def __init__(self, model_dir: Path, device: str, dtype: torch.dtype) -> None:
+    def __init__(self, model_dir: Path, device: str, precision: Precision) -> None:
         self._device = torch.device(device)
-        self._dtype = dtype
-        self._model = _VisionTower.from_pretrained(model_dir, dtype=dtype)
+        self._precision = precision
+        self._model = _VisionTower.from_pretrained(model_dir, dtype=precision.weights)
         module: torch.nn.Module = self._model  # PreTrainedModel's to/eval lack usable types
         module.to(self._device).eval()
         self._preprocessing = load_image_preprocessing(
@@ -89,8 +90,8 @@ class ClipImageEncoder:
         return self._preprocessing(item)
 
     def forward(self, batch: Sequence[NDArray[np.float32]]) -> list[Embedding]:
-        pixels = torch.from_numpy(np.stack(batch)).to(self._device, self._dtype)
-        with torch.inference_mode():
+        pixels = torch.from_numpy(np.stack(batch)).to(self._device, self._precision.weights)
+        with torch.inference_mode(), self._precision.forward_context():
             embeds = self._model(pixel_values=pixels).image_embeds
         return unit_rows(embeds)
 
@@ -105,9 +106,10 @@ class ClipTextEncoder:
     """Text -> unit-length CLIP text embedding; long texts are truncated to the model's context
     (77 tokens for OpenAI CLIP), keeping the end-of-text token the pooling reads."""
 
-    def __init__(self, model_dir: Path, device: str, dtype: torch.dtype) -> None:
+    def __init__(self, model_dir: Path, device: str, precision: Precision) -> None:
         self._device = torch.device(device)
-        self._model = _TextTower.from_pretrained(model_dir, dtype=dtype)
+        self._precision = precision
+        self._model = _TextTower.from_pretrained(model_dir, dtype=precision.weights)
         module: torch.nn.Module = self._model  # PreTrainedModel's to/eval lack usable types
         module.to(self._device).eval()
         self._tokenizer = AutoTokenizer.from_pretrained(model_dir)
@@ -135,7 +137,7 @@ class ClipTextEncoder:
         for row, ids in enumerate(batch):
             input_ids[row, : len(ids)] = ids
             attention[row, : len(ids)] = 1
-        with torch.inference_mode():
+        with torch.inference_mode(), self._precision.forward_context():
             embeds = self._model(
                 input_ids=torch.from_numpy(input_ids).to(self._device),
                 attention_mask=torch.from_numpy(attention).to(self._device),

@@ -32,6 +32,7 @@ from viewfinder.models.preprocess import (
     ImagePreprocessing,
     load_image_preprocessing,
 )
+from viewfinder.runtime.device import Precision
 
 DINOV2_DEFAULTS = ImagePreprocessing(
     shortest_edge=256,
@@ -57,7 +58,7 @@ SUPPORTED = {
 class DinoEncoder:
     """RGB PIL image -> unit-length DINOv2/DINOv3 global embedding (``dim`` floats)."""
 
-    def __init__(self, model_dir: Path, device: str, dtype: torch.dtype) -> None:
+    def __init__(self, model_dir: Path, device: str, precision: Precision) -> None:
         config = AutoConfig.from_pretrained(model_dir)
         model_type = str(config.model_type)
         if model_type not in SUPPORTED:
@@ -68,8 +69,8 @@ class DinoEncoder:
         defaults, int_size_is_square = SUPPORTED[model_type]
         self.model_type = model_type
         self._device = torch.device(device)
-        self._dtype = dtype
-        self._model = AutoModel.from_pretrained(model_dir, config=config, dtype=dtype)
+        self._precision = precision
+        self._model = AutoModel.from_pretrained(model_dir, config=config, dtype=precision.weights)
         module: torch.nn.Module = self._model  # PreTrainedModel's to/eval lack usable types
         module.to(self._device).eval()
         self._preprocessing = load_image_preprocessing(
@@ -88,8 +89,8 @@ class DinoEncoder:
         return self._preprocessing(item)
 
     def forward(self, batch: Sequence[NDArray[np.float32]]) -> list[Embedding]:
-        pixels = torch.from_numpy(np.stack(batch)).to(self._device, self._dtype)
-        with torch.inference_mode():
+        pixels = torch.from_numpy(np.stack(batch)).to(self._device, self._precision.weights)
+        with torch.inference_mode(), self._precision.forward_context():
             pooled = self._model(pixel_values=pixels).pooler_output
         return unit_rows(pooled)
 

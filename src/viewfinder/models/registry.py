@@ -10,7 +10,7 @@ from typing import Any
 
 from viewfinder.models.base import BatchModel
 from viewfinder.runtime.batcher import BatchPolicy
-from viewfinder.runtime.device import inference_dtype
+from viewfinder.runtime.device import inference_precision
 from viewfinder.runtime.sources import ModelSource, resolve
 from viewfinder.settings import Settings
 
@@ -31,27 +31,27 @@ class ModelEntry:
 
 def model_entries(settings: Settings, device: str) -> dict[str, ModelEntry]:
     """Every model, keyed by the name the pool and ``viewfinder models`` use."""
-    dtype = inference_dtype(device)
+    precision = inference_precision(device, settings)
 
     def clip_image(path: Path) -> BatchModel[Any, Any, Any]:
         from viewfinder.models.clip import ClipImageEncoder
 
-        return ClipImageEncoder(path, device, dtype)
+        return ClipImageEncoder(path, device, precision)
 
     def clip_text(path: Path) -> BatchModel[Any, Any, Any]:
         from viewfinder.models.clip import ClipTextEncoder
 
-        return ClipTextEncoder(path, device, dtype)
+        return ClipTextEncoder(path, device, precision)
 
     def dino(path: Path) -> BatchModel[Any, Any, Any]:
         from viewfinder.models.dino import DinoEncoder
 
-        return DinoEncoder(path, device, dtype)
+        return DinoEncoder(path, device, precision)
 
     def caption(path: Path) -> BatchModel[Any, Any, Any]:
         from viewfinder.models.caption import BlipCaptioner
 
-        return BlipCaptioner(path, device, dtype)
+        return BlipCaptioner(path, device, precision)
 
     def person_detector(path: Path) -> BatchModel[Any, Any, Any]:
         from viewfinder.models.yolox import YoloxPersonDetector
