@@ -27,6 +27,7 @@ import tempfile
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -160,21 +161,34 @@ class Uploader:
 
     def post(self) -> float:
         """Seconds for one request; raises unless every task succeeded."""
-        connection = getattr(self._local, "connection", None)
-        if connection is None:
-            host, port = self._address.host, self._address.port
-            connection = self._local.connection = http.client.HTTPConnection(host, port, 600)
         started = time.perf_counter()
-        connection.request("POST", "/analyze_image_upload/", self._body, self._headers)
-        response = connection.getresponse()
-        payload = response.read()
+        try:
+            status, payload = self._exchange(self._connection())
+        except (BrokenPipeError, ConnectionResetError, http.client.RemoteDisconnected):
+            # The server closed an idle keep-alive connection (uvicorn does after 5 s, e.g. while
+            # the other server is under load): reconnect once, as HTTP client pools do.
+            self._local.connection.close()
+            self._local.connection = None
+            status, payload = self._exchange(self._connection())
         elapsed = time.perf_counter() - started
-        if response.status != 200:
-            raise RuntimeError(f"benchmark request failed: {response.status} {payload[:300]!r}")
+        if status != 200:
+            raise RuntimeError(f"benchmark request failed: {status} {payload[:300]!r}")
         statuses = {r["status"] for r in json.loads(payload)["results"].values()}
         if statuses != {"success"}:
             raise RuntimeError(f"benchmark request failed: {payload[:300]!r}")
         return elapsed
+
+    def _connection(self) -> http.client.HTTPConnection:
+        connection: http.client.HTTPConnection | None = getattr(self._local, "connection", None)
+        if connection is None:
+            host, port = self._address.host, self._address.port
+            connection = self._local.connection = http.client.HTTPConnection(host, port, 600)
+        return connection
+
+    def _exchange(self, connection: http.client.HTTPConnection) -> tuple[int, bytes]:
+        connection.request("POST", "/analyze_image_upload/", self._body, self._headers)
+        response = connection.getresponse()
+        return response.status, response.read()
 
 
 def latency_table(settings: Settings, photo: bytes, repeats: int) -> None:
@@ -192,19 +206,57 @@ def latency_table(settings: Settings, photo: bytes, repeats: int) -> None:
             print(f"{label:44} {p50:8.1f} {p90:8.1f}")
 
 
-def throughput(settings: Settings, photo: bytes, requests: int, clients: int) -> tuple[float, int]:
-    """Images per second for ``clients`` concurrent clients asking for a CLIP embedding."""
-    with Server(settings) as server:
-        uploader = Uploader(server.url, photo, [_task("e", "embed_clip_vit_b_32")])
+@dataclass
+class Load:
+    """One server under test and what its load phases added up to."""
+
+    server: Server
+    uploader: Uploader
+    requests: int = 0
+    seconds: float = 0.0
+    batches: int = 0
+    items: int = 0
+
+    def run(self, pool: ThreadPoolExecutor, requests: int) -> None:
+        before_batches, before_items = self.server.batching("clip_image")
+        started = time.perf_counter()
+        list(pool.map(lambda _: self.uploader.post(), range(requests)))
+        self.seconds += time.perf_counter() - started
+        self.requests += requests
+        after_batches, after_items = self.server.batching("clip_image")
+        self.batches += after_batches - before_batches
+        self.items += after_items - before_items
+
+    @property
+    def images_per_second(self) -> float:
+        return self.requests / self.seconds
+
+    @property
+    def mean_batch(self) -> float:
+        return self.items / max(self.batches, 1)
+
+
+def throughput(
+    batched: Settings, single: Settings, photo: bytes, requests: int, clients: int, rounds: int
+) -> tuple[Load, Load]:
+    """``clients`` concurrent clients asking for CLIP embeddings, against a server with the
+    batcher and one with batch size 1. Both servers run side by side and the load alternates
+    between them in ``rounds`` phases each, so a change in the host's load during the run
+    (this machine shares its cores) affects both sides alike."""
+    task = [_task("e", "embed_clip_vit_b_32")]
+    with Server(batched) as batched_server, Server(single) as single_server:
+        loads = [
+            Load(server, Uploader(server.url, photo, task))
+            for server in (batched_server, single_server)
+        ]
         with ThreadPoolExecutor(clients) as pool:
-            list(pool.map(lambda _: uploader.post(), range(clients)))  # connect, load, warm up
-            before_batches, before_items = server.batching("clip_image")
-            started = time.perf_counter()
-            list(pool.map(lambda _: uploader.post(), range(requests)))
-            elapsed = time.perf_counter() - started
-        after_batches, after_items = server.batching("clip_image")
-        mean_batch = (after_items - before_items) / max(after_batches - before_batches, 1)
-    return requests / elapsed, round(mean_batch)
+            for load in loads:  # connect, load the model, warm up
+                list(pool.map(lambda _, load=load: load.uploader.post(), range(clients)))
+            per_phase = max(requests // rounds, clients)
+            for _ in range(rounds):
+                for load in loads:
+                    load.run(pool, per_phase)
+    return loads[0], loads[1]
 
 
 def model_alone(settings: Settings, photo: bytes, batch: int) -> tuple[float, float]:
@@ -252,6 +304,7 @@ def main() -> None:
     parser.add_argument(
         "--cpu-bf16", action="store_true", help="run the models with VIEWFINDER_CPU_BF16=1"
     )
+    parser.add_argument("--rounds", type=int, default=2, help="alternating load phases per server")
     parser.add_argument("--skip-latency", action="store_true")
     args = parser.parse_args()
     photo = _photo_bytes()
@@ -270,15 +323,19 @@ def main() -> None:
             print()
         alone_single, alone_batched = model_alone(batched_settings, photo, 16)
         cosine = bf16_cosine(batched_settings, photo) if args.cpu_bf16 else None
-        batched, mean_batch = throughput(batched_settings, photo, args.requests, args.clients)
-        single, _ = throughput(single_settings, photo, args.requests, args.clients)
+        batched_load, single_load = throughput(
+            batched_settings, single_settings, photo, args.requests, args.clients, args.rounds
+        )
+    batched, single = batched_load.images_per_second, single_load.images_per_second
     precision = "bf16 autocast" if args.cpu_bf16 else "default precision"
     print(
-        f"throughput, {args.clients} concurrent clients, {args.requests} requests, "
+        f"throughput, {args.clients} concurrent clients, {batched_load.requests} requests per "
+        f"server in {args.rounds} alternating rounds, "
         f"CLIP ViT-B/32, {precision}"
     )
+    mean_batch = batched_load.mean_batch
     print(
-        f"  micro-batcher (max 16, wait {args.max_wait_ms:g} ms, mean batch {mean_batch}): "
+        f"  micro-batcher (max 16, wait {args.max_wait_ms:g} ms, mean batch {mean_batch:.1f}): "
         f"{batched:7.2f} images/s"
     )
     print(f"  batch size 1:                          {single:7.2f} images/s")
