@@ -67,7 +67,7 @@ def cpu_has_native_bf16() -> bool:
 def inference_precision(device: str, settings: Settings) -> Precision:
     """fp16 on GPU halves memory and doubles throughput. The CPU stays in fp32 (outputs equal the
     reference implementation) unless ``VIEWFINDER_CPU_BF16`` trades about three decimal digits of
-    the embeddings for 1.6-1.8x the throughput on CPUs with native bf16."""
+    the embeddings for 1.4-1.8x the throughput on CPUs with native bf16."""
     if device == "cuda":
         return Precision(weights=torch.float16)
     if not settings.cpu_bf16:
