@@ -36,6 +36,8 @@ def parse_tasks_json(raw: str) -> list[Task]:
         parsed = json.loads(raw)
     except json.JSONDecodeError as exc:
         raise InvalidInputError(f"tasks_json is not valid JSON: {exc}") from None
+    except RecursionError:
+        raise InvalidInputError("tasks_json is nested too deeply") from None
     if not isinstance(parsed, list):
         raise InvalidInputError("tasks_json must be a JSON array of task objects")
     if len(parsed) > MAX_TASKS:

@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import logging
 import math
+from typing import Any
 
 from fastapi import FastAPI, Request
+from fastapi.encoders import jsonable_encoder
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
 from viewfinder.errors import (
@@ -52,5 +55,30 @@ async def _viewfinder_error(request: Request, exc: Exception) -> JSONResponse:
     return JSONResponse({"detail": str(exc)}, status_code=status, headers=headers)
 
 
+def _finite(value: Any) -> Any:
+    """``value`` with NaN and infinities as strings: JSON has no token for them."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)
+    if isinstance(value, dict):
+        return {key: _finite(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_finite(item) for item in value]
+    return value
+
+
+async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
+    """FastAPI's 422, except that the offending input never makes the error response itself
+    fail: NaN and infinities (which Python's JSON parser accepts) are echoed as strings, and an
+    input nested too deeply to encode is left out."""
+    assert isinstance(exc, RequestValidationError)
+    errors = exc.errors()
+    try:
+        return JSONResponse({"detail": _finite(jsonable_encoder(errors))}, status_code=422)
+    except RecursionError:
+        shallow = [{k: v for k, v in error.items() if k != "input"} for error in errors]
+        return JSONResponse({"detail": _finite(jsonable_encoder(shallow))}, status_code=422)
+
+
 def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(ViewfinderError, _viewfinder_error)
+    app.add_exception_handler(RequestValidationError, _validation_error)

@@ -8,6 +8,7 @@ from typing import Any
 from fastapi import Request
 from pydantic import BaseModel, Field
 
+from viewfinder.api.params import DbInt, DbText
 from viewfinder.db.models import Asset, Job
 
 
@@ -69,7 +70,7 @@ class UrlIngestIn(BaseModel):
 
 
 class FolderImportIn(BaseModel):
-    path: str = Field(description="A folder on the server, inside VIEWFINDER_IMPORT_ROOTS.")
+    path: DbText = Field(description="A folder on the server, inside VIEWFINDER_IMPORT_ROOTS.")
     folder_prefix: str = ""
 
 
@@ -99,15 +100,15 @@ class ProcessingOut(BaseModel):
 
 class SearchIn(BaseModel):
     query: str | None = Field(None, description="Text to search for (CLIP text tower).")
-    asset_id: int | None = Field(None, description="Find images similar to this asset.")
+    asset_id: DbInt | None = Field(None, description="Find images similar to this asset.")
     k: int = Field(10, ge=1, le=1000)
-    offset: int = Field(0, ge=0)
+    offset: DbInt = Field(0, ge=0)
     folder: str | None = None
     include_subfolders: bool = True
     captured_from: datetime | None = None
     captured_to: datetime | None = None
     min_score: float | None = Field(None, ge=-1, le=1)
-    person_ids: list[int] = Field(
+    person_ids: list[DbInt] = Field(
         default_factory=list, max_length=20, description="Only images showing all these people."
     )
 

@@ -120,6 +120,8 @@ class ClassifierTrainer:
             return json.loads(match.group(1) if match else text)
         except json.JSONDecodeError as exc:
             raise InvalidInputError(f"{relative} is not valid JSON: {exc}") from None
+        except RecursionError:
+            raise InvalidInputError(f"{relative} is nested too deeply") from None
 
 
 def _seed_training_set(cid: int, name: str, items: object) -> TrainingSet:

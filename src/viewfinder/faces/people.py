@@ -69,6 +69,8 @@ def clean_name(name: str) -> str:
     cleaned = " ".join(name.split())
     if not cleaned or len(cleaned) > MAX_NAME:
         raise InvalidInputError(f"a person's name must have 1 to {MAX_NAME} characters")
+    if any(ord(c) < 32 for c in cleaned):
+        raise InvalidInputError("a person's name may not contain control characters")
     return cleaned
 
 

@@ -57,6 +57,13 @@ def clean_folder(folder: str) -> str:
     return cleaned
 
 
+def clean_filename(filename: str) -> str:
+    """An uploaded file's name as stored: its last part, without control characters (a NUL
+    cannot be stored in PostgreSQL text), at most 512 characters; "upload" when nothing is left."""
+    name = PurePosixPath(filename.replace("\\", "/")).name
+    return "".join(c for c in name if ord(c) >= 32)[:512] or "upload"
+
+
 class IngestService:
     def __init__(
         self,
@@ -91,7 +98,7 @@ class IngestService:
         self._blobs.put(preview_key(sha), jpeg_of(image, PREVIEW_SIZE))
         asset = Asset(
             sha256=sha,
-            original_filename=PurePosixPath(filename.replace("\\", "/")).name[:512] or "upload",
+            original_filename=clean_filename(filename),
             folder=folder,
             content_type=facts.content_type,
             size_bytes=len(data),

@@ -7,10 +7,11 @@ from datetime import datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query, Request, Response, status
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, field_validator
 from sqlalchemy.exc import IntegrityError
 
 from viewfinder.api.deps import library, services
+from viewfinder.api.params import DbInt, DbText
 from viewfinder.api.schemas_library import AssetOut, JobOut
 from viewfinder.classifiers.training import REPORT_FILE, CollectionReport
 from viewfinder.container import Services
@@ -26,7 +27,17 @@ ServicesDep = Annotated[Services, Depends(services)]
 
 class CollectionIn(BaseModel):
     name: str = Field(min_length=1, max_length=200)
-    description: str | None = Field(None, max_length=4000)
+    description: DbText | None = Field(None, max_length=4000)
+
+    @field_validator("name")
+    @classmethod
+    def _clean_name(cls, value: str) -> str:
+        name = value.strip()
+        if not name:
+            raise ValueError("must not be blank")
+        if any(ord(c) < 32 for c in name):
+            raise ValueError("must not contain control characters")
+        return name
 
 
 class ClassifierOut(BaseModel):
@@ -45,12 +56,12 @@ class CollectionOut(BaseModel):
 
 
 class AssetIdsIn(BaseModel):
-    asset_ids: list[int] = Field(min_length=1, max_length=10000)
+    asset_ids: list[DbInt] = Field(min_length=1, max_length=10000)
 
 
 class TrainIn(BaseModel):
     collection_ids: list[int] | None = Field(None, description="Default: every collection.")
-    source: str | None = Field(
+    source: DbText | None = Field(
         None, description="Import seed 000 training data from this folder or URL instead."
     )
     queue: bool = Field(True, description="Run as a background job (true) or inline (false).")
@@ -88,7 +99,7 @@ def create_collection(body: CollectionIn, svc: ServicesDep) -> CollectionOut:
     lib = svc.require_library()
     try:
         with lib.sessions.begin() as session:
-            collection = repo.create_collection(session, body.name.strip(), body.description)
+            collection = repo.create_collection(session, body.name, body.description)
     except IntegrityError:
         raise ConflictError(f"a collection named {body.name!r} already exists") from None
     return _out(svc, collection, 0)
@@ -102,12 +113,12 @@ def list_collections(svc: ServicesDep) -> list[CollectionOut]:
 
 
 @router.get("/collections/{collection_id}", response_model=CollectionOut)
-def get_collection(collection_id: int, svc: ServicesDep) -> CollectionOut:
+def get_collection(collection_id: DbInt, svc: ServicesDep) -> CollectionOut:
     return _out(svc, *_collection(svc.require_library(), collection_id))
 
 
 @router.delete("/collections/{collection_id}", status_code=status.HTTP_204_NO_CONTENT)
-def delete_collection(collection_id: int, lib: LibraryDep) -> Response:
+def delete_collection(collection_id: DbInt, lib: LibraryDep) -> Response:
     with lib.sessions.begin() as session:
         if not repo.delete_collection(session, collection_id):
             raise NotFoundError(f"collection {collection_id} does not exist")
@@ -116,11 +127,11 @@ def delete_collection(collection_id: int, lib: LibraryDep) -> Response:
 
 @router.get("/collections/{collection_id}/assets", response_model=list[AssetOut])
 def collection_assets(
-    collection_id: int,
+    collection_id: DbInt,
     request: Request,
     lib: LibraryDep,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Annotated[DbInt, Query(ge=0)] = 0,
 ) -> list[AssetOut]:
     _collection(lib, collection_id)
     with lib.sessions() as session:
@@ -130,7 +141,7 @@ def collection_assets(
 
 
 @router.post("/collections/{collection_id}/assets")
-def add_assets(collection_id: int, body: AssetIdsIn, lib: LibraryDep) -> dict[str, int]:
+def add_assets(collection_id: DbInt, body: AssetIdsIn, lib: LibraryDep) -> dict[str, int]:
     """Add assets to the collection (already-present ones are ignored)."""
     _collection(lib, collection_id)
     with lib.sessions.begin() as session:
@@ -142,7 +153,7 @@ def add_assets(collection_id: int, body: AssetIdsIn, lib: LibraryDep) -> dict[st
 
 
 @router.post("/collections/{collection_id}/assets/remove")
-def remove_assets(collection_id: int, body: AssetIdsIn, lib: LibraryDep) -> dict[str, int]:
+def remove_assets(collection_id: DbInt, body: AssetIdsIn, lib: LibraryDep) -> dict[str, int]:
     _collection(lib, collection_id)
     with lib.sessions.begin() as session:
         removed = repo.remove_members(session, collection_id, body.asset_ids)
@@ -152,7 +163,7 @@ def remove_assets(collection_id: int, body: AssetIdsIn, lib: LibraryDep) -> dict
 @router.delete(
     "/collections/{collection_id}/assets/{asset_id}", status_code=status.HTTP_204_NO_CONTENT
 )
-def remove_asset(collection_id: int, asset_id: int, lib: LibraryDep) -> Response:
+def remove_asset(collection_id: DbInt, asset_id: DbInt, lib: LibraryDep) -> Response:
     _collection(lib, collection_id)
     with lib.sessions.begin() as session:
         if not repo.remove_members(session, collection_id, [asset_id]):

@@ -10,6 +10,7 @@ from fastapi import APIRouter, Depends, Query, Request, Response
 from pydantic import BaseModel, Field
 
 from viewfinder.api.deps import library
+from viewfinder.api.params import DbInt, DbText
 from viewfinder.db import faces as face_repo
 from viewfinder.db import repository as repo
 from viewfinder.db.models import Face
@@ -69,9 +70,9 @@ def list_faces(
     request: Request,
     lib: LibraryDep,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
-    offset: Annotated[int, Query(ge=0)] = 0,
-    person_id: int | None = None,
-    cluster_id: str | None = None,
+    offset: Annotated[DbInt, Query(ge=0)] = 0,
+    person_id: DbInt | None = None,
+    cluster_id: DbText | None = None,
     unassigned: Annotated[
         bool | None, Query(description="true: faces of no person; false: of some person.")
     ] = None,
@@ -94,7 +95,7 @@ def list_faces(
 
 
 @router.get("/faces/{face_id}", response_model=FaceOut)
-def get_face(face_id: int, request: Request, lib: LibraryDep) -> FaceOut:
+def get_face(face_id: DbInt, request: Request, lib: LibraryDep) -> FaceOut:
     with lib.sessions() as session:
         face = face_repo.get_face(session, face_id)
     if face is None:
@@ -103,7 +104,7 @@ def get_face(face_id: int, request: Request, lib: LibraryDep) -> FaceOut:
 
 
 @router.get("/faces/{face_id}/thumbnail", name="face_thumbnail")
-def face_thumbnail(face_id: int, lib: LibraryDep) -> Response:
+def face_thumbnail(face_id: DbInt, lib: LibraryDep) -> Response:
     """The face aligned as the recogniser saw it (112 x 112 JPEG)."""
     with lib.sessions() as session:
         face = face_repo.get_face(session, face_id)
@@ -116,7 +117,7 @@ def face_thumbnail(face_id: int, lib: LibraryDep) -> Response:
 
 
 @router.get("/assets/{asset_id}/faces", response_model=list[FaceOut])
-def asset_faces(asset_id: int, request: Request, lib: LibraryDep) -> list[FaceOut]:
+def asset_faces(asset_id: DbInt, request: Request, lib: LibraryDep) -> list[FaceOut]:
     with lib.sessions() as session:
         if repo.get_asset(session, asset_id) is None:
             raise NotFoundError(f"asset {asset_id} does not exist")

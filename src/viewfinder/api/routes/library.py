@@ -12,6 +12,7 @@ from fastapi.responses import FileResponse
 from starlette.concurrency import run_in_threadpool
 
 from viewfinder.api.deps import library, services
+from viewfinder.api.params import DbInt, DbText
 from viewfinder.api.schemas_library import (
     AssetOut,
     AssetPage,
@@ -128,7 +129,7 @@ def list_assets(
     request: Request,
     lib: LibraryDep,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Annotated[DbInt, Query(ge=0)] = 0,
     folder: str | None = None,
     include_subfolders: bool = True,
     captured_from: datetime | None = None,
@@ -149,12 +150,12 @@ def list_assets(
 
 
 @router.get("/assets/{asset_id}", response_model=AssetOut)
-def get_asset(asset_id: int, request: Request, lib: LibraryDep) -> AssetOut:
+def get_asset(asset_id: DbInt, request: Request, lib: LibraryDep) -> AssetOut:
     return _asset_out(lib, request, asset_id)
 
 
 @router.delete("/assets/{asset_id}", status_code=status.HTTP_204_NO_CONTENT)
-def delete_asset(asset_id: int, lib: LibraryDep) -> Response:
+def delete_asset(asset_id: DbInt, lib: LibraryDep) -> Response:
     with lib.sessions.begin() as session:
         asset = repo.get_asset(session, asset_id)
         if asset is None:
@@ -187,17 +188,17 @@ def _file(lib: Library, asset_id: int, which: str) -> FileResponse:
 
 
 @router.get("/assets/{asset_id}/file", name="asset_file")
-def asset_file(asset_id: int, lib: LibraryDep) -> FileResponse:
+def asset_file(asset_id: DbInt, lib: LibraryDep) -> FileResponse:
     return _file(lib, asset_id, "file")
 
 
 @router.get("/assets/{asset_id}/thumbnail", name="asset_thumbnail")
-def asset_thumbnail(asset_id: int, lib: LibraryDep) -> FileResponse:
+def asset_thumbnail(asset_id: DbInt, lib: LibraryDep) -> FileResponse:
     return _file(lib, asset_id, "thumbnail")
 
 
 @router.get("/assets/{asset_id}/preview", name="asset_preview")
-def asset_preview(asset_id: int, lib: LibraryDep) -> FileResponse:
+def asset_preview(asset_id: DbInt, lib: LibraryDep) -> FileResponse:
     return _file(lib, asset_id, "preview")
 
 
@@ -213,13 +214,13 @@ def processing_state(lib: LibraryDep) -> ProcessingOut:
 
 
 @router.get("/jobs", response_model=list[JobOut])
-def list_jobs(lib: LibraryDep, kind: str | None = None) -> list[JobOut]:
+def list_jobs(lib: LibraryDep, kind: DbText | None = None) -> list[JobOut]:
     with lib.sessions() as session:
         return [JobOut.of(j) for j in repo.list_jobs(session, kind=kind)]
 
 
 @router.get("/jobs/{job_id}", response_model=JobOut)
-def get_job(job_id: str, lib: LibraryDep) -> JobOut:
+def get_job(job_id: DbText, lib: LibraryDep) -> JobOut:
     with lib.sessions() as session:
         job = repo.get_job(session, job_id)
     if job is None:
@@ -284,7 +285,7 @@ async def search_by_upload(
     svc: ServicesDep,
     file: Annotated[UploadFile, File(description="The query image.")],
     k: Annotated[int, Form(ge=1, le=1000)] = 10,
-    offset: Annotated[int, Form(ge=0)] = 0,
+    offset: Annotated[DbInt, Form(ge=0)] = 0,
     folder: Annotated[str | None, Form()] = None,
     min_score: Annotated[float | None, Form(ge=-1, le=1)] = None,
 ) -> SearchOut:

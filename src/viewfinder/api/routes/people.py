@@ -11,6 +11,7 @@ from fastapi import APIRouter, Depends, Query, Request, Response, status
 from pydantic import BaseModel, Field
 
 from viewfinder.api.deps import library
+from viewfinder.api.params import DbInt, DbText
 from viewfinder.api.routes.faces import FaceOut
 from viewfinder.api.schemas_library import AssetOut, JobOut
 from viewfinder.db.models import Person
@@ -31,7 +32,7 @@ class PersonPatch(BaseModel):
 
 
 class MergeIn(BaseModel):
-    into: int = Field(description="The person who keeps the faces.")
+    into: DbInt = Field(description="The person who keeps the faces.")
 
 
 class PersonOut(BaseModel):
@@ -57,7 +58,7 @@ class LabelIn(BaseModel):
 
 
 class AssignIn(BaseModel):
-    person_id: int | None = None
+    person_id: DbInt | None = None
     name: str | None = Field(None, min_length=1, max_length=200)
 
 
@@ -95,7 +96,7 @@ def clusters(lib: LibraryDep) -> list[ClusterOut]:
 
 
 @router.post("/faces/clusters/{cluster_id}/label")
-def label_cluster(cluster_id: str, body: LabelIn, lib: LibraryDep) -> dict[str, Any]:
+def label_cluster(cluster_id: DbText, body: LabelIn, lib: LibraryDep) -> dict[str, Any]:
     """Name every face of a cluster; an existing person of that name (any case) is reused."""
     person, labelled, skipped = lib.people.label_cluster(cluster_id, body.name)
     return {
@@ -150,13 +151,13 @@ def stats(lib: LibraryDep) -> dict[str, Any]:
 
 
 @router.post("/faces/{face_id}/assign", response_model=FaceOut)
-def assign(face_id: int, body: AssignIn, request: Request, lib: LibraryDep) -> FaceOut:
+def assign(face_id: DbInt, body: AssignIn, request: Request, lib: LibraryDep) -> FaceOut:
     """Name one face (``person_id`` or ``name``); the choice sticks on later runs."""
     return FaceOut.of(lib.people.assign(face_id, body.person_id, body.name), request)
 
 
 @router.post("/faces/{face_id}/unassign", response_model=FaceOut)
-def unassign(face_id: int, request: Request, lib: LibraryDep) -> FaceOut:
+def unassign(face_id: DbInt, request: Request, lib: LibraryDep) -> FaceOut:
     """This face is nobody known; later runs will not assign it."""
     return FaceOut.of(lib.people.unassign(face_id), request)
 
@@ -175,27 +176,27 @@ def create_person(body: PersonIn, lib: LibraryDep) -> PersonOut:
 
 
 @router.get("/persons/{person_id}", response_model=PersonOut)
-def get_person(person_id: int, lib: LibraryDep) -> PersonOut:
+def get_person(person_id: DbInt, lib: LibraryDep) -> PersonOut:
     with lib.sessions() as s:
         person = lib.people.get_person(s, person_id)
     return PersonOut.of(person, _counts(lib, person_id))
 
 
 @router.patch("/persons/{person_id}", response_model=PersonOut)
-def update_person(person_id: int, body: PersonPatch, lib: LibraryDep) -> PersonOut:
+def update_person(person_id: DbInt, body: PersonPatch, lib: LibraryDep) -> PersonOut:
     """Rename and/or hide a person."""
     person = lib.people.update_person(person_id, body.name, body.hidden)
     return PersonOut.of(person, _counts(lib, person_id))
 
 
 @router.delete("/persons/{person_id}", status_code=status.HTTP_204_NO_CONTENT)
-def delete_person(person_id: int, lib: LibraryDep) -> Response:
+def delete_person(person_id: DbInt, lib: LibraryDep) -> Response:
     lib.people.delete_person(person_id)
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 
 @router.post("/persons/{person_id}/merge", response_model=PersonOut)
-def merge(person_id: int, body: MergeIn, lib: LibraryDep) -> PersonOut:
+def merge(person_id: DbInt, body: MergeIn, lib: LibraryDep) -> PersonOut:
     """Move this person's faces to ``into`` and remove this person."""
     person = lib.people.merge(person_id, body.into)
     return PersonOut.of(person, _counts(lib, person.id))
@@ -203,10 +204,10 @@ def merge(person_id: int, body: MergeIn, lib: LibraryDep) -> PersonOut:
 
 @router.get("/persons/{person_id}/photos", response_model=list[AssetOut])
 def person_photos(
-    person_id: int,
+    person_id: DbInt,
     request: Request,
     lib: LibraryDep,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Annotated[DbInt, Query(ge=0)] = 0,
 ) -> list[AssetOut]:
     return [AssetOut.of(a, request) for a in lib.people.person_photos(person_id, limit, offset)]

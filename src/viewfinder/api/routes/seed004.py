@@ -11,6 +11,7 @@ from pydantic import BaseModel
 from starlette.concurrency import run_in_threadpool
 
 from viewfinder.api.deps import library, services
+from viewfinder.api.params import DbInt
 from viewfinder.api.uploads import read_upload
 from viewfinder.db import repository as repo
 from viewfinder.db.models import Asset
@@ -71,7 +72,7 @@ async def upload_image(
 def list_images(
     request: Request,
     limit: Annotated[int, Query(ge=1, le=10000)] = 1000,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Annotated[DbInt, Query(ge=0)] = 0,
 ) -> list[ImageOut]:
     lib = library(request)
     with lib.sessions() as session:
