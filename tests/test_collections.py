@@ -169,11 +169,34 @@ def _seed_export(root: Path, dim: int = 8) -> None:
 
 
 def test_seed_training_data_imports_from_a_folder_and_a_url(
-    client: TestClient, settings: Settings, tmp_path: Path, http_server: str, web_root: Path
+    settings: Settings, tmp_path: Path, http_server: str, web_root: Path
 ) -> None:
-    folder = tmp_path / "export"
-    folder.mkdir()
+    folder = tmp_path / "exports" / "seed000"
+    folder.mkdir(parents=True)
     _seed_export(folder)
+    outside = tmp_path / "elsewhere"
+    outside.mkdir()
+    _seed_export(outside)
+    settings = settings.model_copy(update={"import_roots": [tmp_path / "exports"]})
+    with TestClient(create_app(settings)) as client:
+        _train_from_folder_and_url(client, settings, folder, outside, http_server, web_root)
+
+
+def _train_from_folder_and_url(
+    client: TestClient,
+    settings: Settings,
+    folder: Path,
+    outside: Path,
+    http_server: str,
+    web_root: Path,
+) -> None:
+    # A server folder outside VIEWFINDER_IMPORT_ROOTS is never read, even through "..".
+    for path in (str(outside), f"{folder}/../../elsewhere"):
+        refused = client.post("/api/v1/classifiers/train", json={"queue": False, "source": path})
+        assert refused.status_code == 400
+        assert "VIEWFINDER_IMPORT_ROOTS" in refused.json()["detail"]
+    assert not (settings.classifier_dir / "best_models.json").exists()
+
     report = client.post(
         "/api/v1/classifiers/train", json={"queue": False, "source": str(folder)}
     ).json()
@@ -191,9 +214,10 @@ def test_seed_training_data_imports_from_a_folder_and_a_url(
     assert by_url.status_code == 200, by_url.text
     assert by_url.json()["collections"][0]["versions_kept"] == 2
     bad = client.post(
-        "/api/v1/classifiers/train", json={"queue": False, "source": str(tmp_path / "nope")}
+        "/api/v1/classifiers/train", json={"queue": False, "source": str(folder / "nope")}
     )
     assert bad.status_code == 400
+    assert "not a folder" in bad.json()["detail"]
 
 
 def test_train_classifiers_cli_prints_the_report(settings: Settings, tmp_path: Path) -> None:

@@ -37,10 +37,17 @@ def multipart(field: str, filename: bytes, data: bytes) -> tuple[bytes, dict[str
 
 
 @pytest.fixture(scope="module")
+def import_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The one server folder the API may read (VIEWFINDER_IMPORT_ROOTS)."""
+    return tmp_path_factory.mktemp("import-root")
+
+
+@pytest.fixture(scope="module")
 def client(
-    tmp_path_factory: pytest.TempPathFactory, tiny_models: dict[str, Path]
+    tmp_path_factory: pytest.TempPathFactory, tiny_models: dict[str, Path], import_root: Path
 ) -> Iterator[TestClient]:
     settings = make_settings(tmp_path_factory.mktemp("hostile"), tiny_models)
+    settings = settings.model_copy(update={"import_roots": [import_root]})
     with TestClient(create_app(settings)) as test_client:
         yield test_client
 
@@ -232,10 +239,12 @@ def test_deeply_nested_tasks_json_is_a_400(client: TestClient) -> None:
     assert response.json()["detail"] == "tasks_json is nested too deeply"
 
 
-def test_deeply_nested_seed_training_data_is_a_400(client: TestClient, tmp_path: Path) -> None:
-    (tmp_path / "collections.json").write_text("[" * 5000 + "]" * 5000)
+def test_deeply_nested_seed_training_data_is_a_400(client: TestClient, import_root: Path) -> None:
+    folder = import_root / "deep-export"
+    folder.mkdir()
+    (folder / "collections.json").write_text("[" * 5000 + "]" * 5000)
     response = client.post(
-        "/api/v1/classifiers/train", json={"source": str(tmp_path), "queue": False}
+        "/api/v1/classifiers/train", json={"source": str(folder), "queue": False}
     )
     assert response.status_code == 400, response.text
     assert response.json()["detail"] == "collections.json is nested too deeply"

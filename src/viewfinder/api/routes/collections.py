@@ -13,6 +13,7 @@ from sqlalchemy.exc import IntegrityError
 from viewfinder.api.deps import library, services
 from viewfinder.api.params import DbInt, DbText
 from viewfinder.api.schemas_library import AssetOut, JobOut
+from viewfinder.api.server_folders import allowed_server_folder
 from viewfinder.classifiers.training import REPORT_FILE, CollectionReport
 from viewfinder.container import Services
 from viewfinder.db import collections as repo
@@ -62,7 +63,9 @@ class AssetIdsIn(BaseModel):
 class TrainIn(BaseModel):
     collection_ids: list[int] | None = Field(None, description="Default: every collection.")
     source: DbText | None = Field(
-        None, description="Import seed 000 training data from this folder or URL instead."
+        None,
+        description="Import seed 000 training data from this URL, or from this server folder "
+        "inside VIEWFINDER_IMPORT_ROOTS, instead.",
     )
     queue: bool = Field(True, description="Run as a background job (true) or inline (false).")
 
@@ -176,7 +179,10 @@ def remove_asset(collection_id: DbInt, asset_id: DbInt, lib: LibraryDep) -> Resp
 
 def _train(lib: Library, body: TrainIn) -> list[CollectionReport]:
     if body.source is not None:
-        sets = lib.trainer.seed_sets(body.source)
+        source = body.source
+        if not source.startswith(("http://", "https://")):
+            source = str(allowed_server_folder(source, lib.settings.import_roots))
+        sets = lib.trainer.seed_sets(source)
     else:
         sets = lib.trainer.library_sets(body.collection_ids)
     return lib.trainer.train(sets)

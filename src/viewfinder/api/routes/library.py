@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from datetime import datetime
-from pathlib import Path
 from typing import Annotated
 
 import numpy as np
@@ -26,6 +25,7 @@ from viewfinder.api.schemas_library import (
     SearchOut,
     UrlIngestIn,
 )
+from viewfinder.api.server_folders import allowed_server_folder
 from viewfinder.api.uploads import read_upload
 from viewfinder.container import Services
 from viewfinder.db import repository as repo
@@ -89,7 +89,7 @@ def ingest_url(body: UrlIngestIn, request: Request, lib: LibraryDep) -> Ingested
 @router.post("/imports", status_code=status.HTTP_202_ACCEPTED, response_model=JobOut)
 def import_folder(body: FolderImportIn, lib: LibraryDep) -> JobOut:
     """Ingest every image under a server folder, as a background job."""
-    root = _import_root(body.path, lib.settings.import_roots)
+    root = allowed_server_folder(body.path, lib.settings.import_roots)
     prefix = clean_folder(body.folder_prefix)
 
     def run(progress: object) -> dict[str, object]:
@@ -105,20 +105,6 @@ def import_folder(body: FolderImportIn, lib: LibraryDep) -> JobOut:
 
     job = lib.jobs.submit("import_folder", {"path": str(root), "folder_prefix": prefix}, run)
     return JobOut.of(job)
-
-
-def _import_root(path: str, allowed: list[Path]) -> Path:
-    if not allowed:
-        raise InvalidInputError(
-            "folder imports over the API are off: set VIEWFINDER_IMPORT_ROOTS to the server "
-            "folders that may be imported (or use `viewfinder index PATH`)"
-        )
-    root = Path(path).expanduser().resolve()
-    if not any(root.is_relative_to(base.expanduser().resolve()) for base in allowed):
-        raise InvalidInputError(f"{path!r} is not inside VIEWFINDER_IMPORT_ROOTS")
-    if not root.is_dir():
-        raise InvalidInputError(f"{path!r} is not a folder on the server")
-    return root
 
 
 # --- assets ------------------------------------------------------------------------------------
