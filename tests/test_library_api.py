@@ -108,6 +108,23 @@ def test_non_images_are_refused_and_leave_nothing(
     assert upload(client, ("x.jpg", jpeg((1, 2, 3))), folder="../etc").status_code == 400
 
 
+def test_one_bad_file_refuses_the_whole_upload_and_stores_nothing(
+    client: TestClient, library_settings: Settings
+) -> None:
+    good = [("a.jpg", jpeg((200, 10, 10), seed=1)), ("b.jpg", jpeg((10, 200, 10), seed=2))]
+    response = upload(client, good[0], ("notes.jpg", b"not an image at all"), good[1])
+    assert response.status_code == 400
+    assert response.json()["detail"].startswith("file 2 ('notes.jpg'): ")
+    assert client.get("/api/v1/assets").json()["total"] == 0
+    assert [p for p in library_settings.blob_root.rglob("*") if p.is_file()] == []
+
+    # Without the bad file the same request goes through; a repeated file is one asset.
+    response = upload(client, good[0], good[1], ("again.jpg", good[0][1]))
+    assert response.status_code == 201, response.text
+    assert [item["created"] for item in response.json()] == [True, True, False]
+    assert len({item["asset"]["id"] for item in response.json()}) == 2
+
+
 def test_processing_embeds_and_indexes_every_asset(client: TestClient) -> None:
     files = [(f"{i}.jpg", jpeg((i * 20, 100, 50), seed=i)) for i in range(6)]
     assert upload(client, *files).status_code == 201

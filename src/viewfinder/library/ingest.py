@@ -18,10 +18,16 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from viewfinder.db import repository as repo
 from viewfinder.db.models import Asset
-from viewfinder.errors import InvalidInputError, ViewfinderError
+from viewfinder.errors import InvalidInputError, TooLargeError, ViewfinderError
 from viewfinder.imaging.decode import decode_image
 from viewfinder.imaging.fetch import FetchPolicy, fetch_image_bytes
-from viewfinder.library.metadata import PREVIEW_SIZE, THUMBNAIL_SIZE, image_facts, jpeg_of
+from viewfinder.library.metadata import (
+    PREVIEW_SIZE,
+    THUMBNAIL_SIZE,
+    ImageFacts,
+    image_facts,
+    jpeg_of,
+)
 from viewfinder.storage.blobs import BlobStore, original_key, preview_key, thumbnail_key
 
 log = logging.getLogger(__name__)
@@ -33,6 +39,20 @@ MAX_FOLDER_LENGTH = 1024
 class IngestResult:
     asset: Asset
     created: bool  # False: the same bytes were already an asset
+
+
+@dataclass(frozen=True)
+class PreparedImage:
+    """A decoded upload, ready to store: the bytes and what was derived from them."""
+
+    data: bytes
+    sha256: str
+    filename: str
+    width: int
+    height: int
+    facts: ImageFacts
+    thumbnail: bytes
+    preview: bytes
 
 
 @dataclass
@@ -86,25 +106,65 @@ class IngestService:
     ) -> IngestResult:
         """Store one image; non-images raise InvalidImageError and leave nothing behind."""
         folder = clean_folder(folder)
-        sha = hashlib.sha256(data).hexdigest()
-        with self._sessions() as session:
-            existing = repo.get_asset_by_sha(session, sha)
+        existing = self._existing(data)
         if existing is not None:
             return IngestResult(existing, created=False)
-        image = decode_image(data, self._max_pixels)  # refuses non-images before any write
-        facts = image_facts(data)
-        self._blobs.put(original_key(sha), data)
-        self._blobs.put(thumbnail_key(sha), jpeg_of(image, THUMBNAIL_SIZE))
-        self._blobs.put(preview_key(sha), jpeg_of(image, PREVIEW_SIZE))
-        asset = Asset(
-            sha256=sha,
-            original_filename=clean_filename(filename),
-            folder=folder,
-            content_type=facts.content_type,
-            size_bytes=len(data),
+        return self._store(self._prepare(data, filename), folder, source_url)
+
+    def ingest_many(self, files: list[tuple[str, bytes]], folder: str = "") -> list[IngestResult]:
+        """Store several uploaded images, all or none as far as the input goes: every new file is
+        decoded (and its thumbnails rendered) before any is stored, so one bad file refuses the
+        request, naming the file, with nothing stored."""
+        folder = clean_folder(folder)
+        pending: list[Asset | PreparedImage] = []
+        for number, (filename, data) in enumerate(files, start=1):
+            existing = self._existing(data)
+            if existing is not None:
+                pending.append(existing)
+                continue
+            try:
+                pending.append(self._prepare(data, filename))
+            except (InvalidInputError, TooLargeError) as exc:
+                raise type(exc)(f"file {number} ({clean_filename(filename)!r}): {exc}") from None
+        return [
+            IngestResult(item, created=False)
+            if isinstance(item, Asset)
+            else self._store(item, folder, None)
+            for item in pending
+        ]
+
+    def _existing(self, data: bytes) -> Asset | None:
+        with self._sessions() as session:
+            return repo.get_asset_by_sha(session, hashlib.sha256(data).hexdigest())
+
+    def _prepare(self, data: bytes, filename: str) -> PreparedImage:
+        """Everything an asset needs, computed in memory; raises before anything is written."""
+        image = decode_image(data, self._max_pixels)
+        return PreparedImage(
+            data=data,
+            sha256=hashlib.sha256(data).hexdigest(),
+            filename=clean_filename(filename),
             width=image.width,
             height=image.height,
-            captured_at=facts.captured_at,
+            facts=image_facts(data),
+            thumbnail=jpeg_of(image, THUMBNAIL_SIZE),
+            preview=jpeg_of(image, PREVIEW_SIZE),
+        )
+
+    def _store(self, item: PreparedImage, folder: str, source_url: str | None) -> IngestResult:
+        sha = item.sha256
+        self._blobs.put(original_key(sha), item.data)
+        self._blobs.put(thumbnail_key(sha), item.thumbnail)
+        self._blobs.put(preview_key(sha), item.preview)
+        asset = Asset(
+            sha256=sha,
+            original_filename=item.filename,
+            folder=folder,
+            content_type=item.facts.content_type,
+            size_bytes=len(item.data),
+            width=item.width,
+            height=item.height,
+            captured_at=item.facts.captured_at,
             source_url=source_url,
         )
         try:

@@ -70,13 +70,11 @@ async def upload_assets(
     payloads = [
         (f.filename or "upload", await read_upload(f, svc.settings.max_upload_bytes)) for f in files
     ]
-    out = []
-    for name, data in payloads:
-        result = await run_in_threadpool(lib.ingest.ingest_bytes, data, name, folder)
-        out.append(
-            IngestedOut(asset=_asset_out(lib, request, result.asset.id), created=result.created)
-        )
-    return out
+    results = await run_in_threadpool(lib.ingest.ingest_many, payloads, folder)
+    return [
+        IngestedOut(asset=_asset_out(lib, request, result.asset.id), created=result.created)
+        for result in results
+    ]
 
 
 @router.post("/assets/from-url", status_code=status.HTTP_201_CREATED, response_model=IngestedOut)
