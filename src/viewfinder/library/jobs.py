@@ -12,6 +12,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from viewfinder.db import repository as repo
 from viewfinder.db.models import Job, TaskState
+from viewfinder.errors import ViewfinderError
 
 log = logging.getLogger(__name__)
 
@@ -42,7 +43,10 @@ class JobRunner:
         try:
             result = body(progress)
         except Exception as exc:
-            log.exception("job %s failed", job_id)
+            if isinstance(exc, ViewfinderError):  # expected (bad input, no model): one line
+                log.warning("job %s failed: %s", job_id, exc)
+            else:
+                log.exception("job %s failed", job_id)
             with self._sessions.begin() as session:
                 repo.update_job(session, job_id, state=TaskState.FAILED, error=str(exc))
             return
