@@ -6,6 +6,7 @@ request-level problems escape (duplicate ids, an overloaded model queue)."""
 from __future__ import annotations
 
 import logging
+import re
 import time
 from collections import Counter
 from collections.abc import Sequence
@@ -38,6 +39,9 @@ log = logging.getLogger(__name__)
 
 MAX_CAPTION_LENGTH = 512
 DEFAULT_CAPTION_LENGTH = 50
+# An integer sent as a string ("7"): ASCII digits only, and short enough that int() neither
+# fails (Python refuses over 4300 digits) nor matters (every bound here is 64-bit).
+_DECIMAL = re.compile(r"\s*-?[0-9]{1,30}\s*")
 
 
 class TaskError(Exception):
@@ -134,7 +138,13 @@ class AnalysisService:
             raise TaskError(f"Unknown operation type {task.type!r}; available: {known}") from None
         spec = OPERATIONS[op]
         target = _choice(task.params, "target", spec.allowed_targets, spec.default_target)
-        face_context = _choice(task.params, "face_context", FACE_CONTEXTS, Target.PROMINENT_PERSON)
+        # face_context only says where a face is searched: for any other target it is unused,
+        # so a value there is ignored rather than failing the task.
+        face_context = (
+            _choice(task.params, "face_context", FACE_CONTEXTS, Target.PROMINENT_PERSON)
+            if target is Target.PROMINENT_FACE
+            else Target.PROMINENT_PERSON
+        )
         return op, target, face_context
 
     @staticmethod
@@ -182,7 +192,9 @@ class AnalysisService:
     ) -> dict[str, Any]:
         if params.get("collection_id") is None:
             raise SkipTaskError("Missing required parameter 'collection_id' for classify.")
-        collection_id = _int_param(params, "collection_id", 0, 0, 2**63 - 1)
+        # Any 64-bit integer is a valid id; one with no classifier (a negative one never has
+        # one) is skipped, as the seed documents.
+        collection_id = _int_param(params, "collection_id", 0, -(2**63), 2**63 - 1)
         classifier = self._classifiers.get(collection_id)
         if classifier is None:
             raise SkipTaskError(
@@ -220,10 +232,11 @@ def _choice(
 
 def _int_param(params: dict[str, Any], name: str, default: int, low: int, high: int) -> int:
     value = params.get(name, default)
-    if isinstance(value, str) and value.strip().lstrip("-").isdigit():
+    if isinstance(value, str) and _DECIMAL.fullmatch(value):
         value = int(value)
     if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
-        raise TaskError(
-            f"Parameter {name!r} must be an integer from {low} to {high}, got {value!r}"
-        )
+        shown = repr(value)
+        if len(shown) > 60:
+            shown = f"{shown[:60]}..."
+        raise TaskError(f"Parameter {name!r} must be an integer from {low} to {high}, got {shown}")
     return value

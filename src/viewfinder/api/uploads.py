@@ -14,9 +14,10 @@ FORM_OVERHEAD_BYTES = 256 * 1024
 
 
 def too_large_message(limit: int) -> str:
+    # "Image file too large" is the error seed 003's README tells its users to look for.
     return (
-        f"Upload exceeds the limit of {limit} bytes ({limit / 1048576:.0f} MB); "
-        "send a smaller file or raise VIEWFINDER_MAX_UPLOAD_BYTES."
+        f"Image file too large: the upload exceeds the limit of {limit} bytes "
+        f"({limit / 1048576:.0f} MB); send a smaller file or raise VIEWFINDER_MAX_UPLOAD_BYTES."
     )
 
 
