@@ -53,6 +53,9 @@ class Settings(BaseSettings):
     host: str = Field("127.0.0.1", validation_alias=_env("HOST"))
     port: int = Field(8000, validation_alias=_env("PORT"))
     log_level: str = Field("INFO", validation_alias=_env("LOG_LEVEL", "LOG_LEVEL"))
+    cors_origins: Annotated[list[str], NoDecode] = Field(
+        default_factory=list, validation_alias=_env("CORS_ORIGINS")
+    )  # browser origins allowed to call the API (a separate frontend, e.g. seed 003's); "*": any
 
     # --- model sources: a Hugging Face repo id, an https URL of one file, or a local path ------
     clip_model: str = Field(
@@ -187,7 +190,7 @@ class Settings(BaseSettings):
         20, ge=1, validation_alias=_env("FACE_TRAINING_EPOCHS", "FACE_TRAINING_EPOCHS")
     )
 
-    @field_validator("preload", "fetch_allow_hosts", "import_roots", mode="before")
+    @field_validator("preload", "fetch_allow_hosts", "import_roots", "cors_origins", mode="before")
     @classmethod
     def _csv(cls, value: object) -> object:
         return _split_csv(value)

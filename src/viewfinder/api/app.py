@@ -6,6 +6,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
+from fastapi.middleware.cors import CORSMiddleware
 from starlette.concurrency import run_in_threadpool
 
 import viewfinder
@@ -60,5 +61,13 @@ def create_app(settings: Settings, services: Services | None = None) -> FastAPI:
     app.include_router(seed003.router)
     app.include_router(system.router)
     app.add_middleware(BodySizeLimitMiddleware, max_upload_bytes=settings.max_upload_bytes)
+    if settings.cors_origins:
+        # Outside the body-size limit and the routes: preflight requests are answered here.
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=settings.cors_origins,
+            allow_methods=["*"],
+            allow_headers=["*"],
+        )
     app.add_middleware(RequestLogMiddleware)
     return app
