@@ -369,7 +369,11 @@ class PeopleService:
 
     # --- training -----------------------------------------------------------------------------
 
-    def train(self, epochs: int, margin: float, seed: int = 0) -> TrainReport:
+    def _training_set(
+        self,
+    ) -> tuple[NDArray[np.int64], NDArray[np.int64], NDArray[np.float32], NDArray[np.int64]]:
+        """The faces users named: ids, assets, embeddings, person ids. InvalidInputError when
+        they cannot train a head (fewer than two people with two named faces each)."""
         with self._sessions() as s:
             rows = s.execute(
                 select(Face.id, Face.person_id)
@@ -385,6 +389,16 @@ class PeopleService:
                 "training needs at least two people with two or more labelled faces each; "
                 "label more clusters first"
             )
+        return ids, assets, vectors, labels
+
+    def check_trainable(self) -> None:
+        """Raise InvalidInputError now if ``train`` would: a queued run is refused up front
+        instead of being accepted and failing in the background."""
+        self._training_set()
+
+    def train(self, epochs: int, margin: float, seed: int = 0) -> TrainReport:
+        ids, assets, vectors, labels = self._training_set()
+        counts = np.unique(labels, return_counts=True)[1]
         result = train_and_evaluate(
             vectors, labels, assets, epochs=epochs, margin=margin, seed=seed
         )

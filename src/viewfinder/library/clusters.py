@@ -47,17 +47,22 @@ class ClusterService:
             return result
 
     def _compute(self, ids: np.ndarray, vectors: np.ndarray) -> list[Cluster]:
+        """At most ``n_clusters`` clusters, none of them empty: k is also capped at the number
+        of distinct embeddings (identical pixels saved as PNG and BMP embed identically), and a
+        cluster MiniBatchKMeans leaves without members is dropped; ids are numbered 0.. in the
+        order of their labels."""
         from sklearn.cluster import MiniBatchKMeans
 
-        n = min(self._n_clusters, len(ids))
+        n = min(self._n_clusters, len(np.unique(vectors, axis=0)))
         kmeans = MiniBatchKMeans(
             n_clusters=n, batch_size=self._batch_size, random_state=0, n_init=3
         ).fit(vectors)
         labels = kmeans.labels_
-        clusters = []
+        clusters: list[Cluster] = []
         for label in range(n):
             members = ids[labels == label]
-            clusters.append(
-                Cluster(label, [float(v) for v in kmeans.cluster_centers_[label]], members.tolist())
-            )
+            if len(members) == 0:
+                continue
+            centroid = [float(v) for v in kmeans.cluster_centers_[label]]
+            clusters.append(Cluster(len(clusters), centroid, members.tolist()))
         return clusters

@@ -271,14 +271,25 @@ async def search_by_upload(
     k: Annotated[int, Form(ge=1, le=1000)] = 10,
     offset: Annotated[DbInt, Form(ge=0)] = 0,
     folder: Annotated[str | None, Form()] = None,
+    include_subfolders: Annotated[bool, Form()] = True,
+    captured_from: Annotated[datetime | None, Form()] = None,
+    captured_to: Annotated[datetime | None, Form()] = None,
     min_score: Annotated[float | None, Form(ge=-1, le=1)] = None,
 ) -> SearchOut:
-    """Images similar to an uploaded one."""
+    """Images similar to an uploaded one; the filters of ``POST /api/v1/search`` as form fields."""
     lib = svc.require_library()
     data = await read_upload(file, svc.settings.max_upload_bytes)
     image = await run_in_threadpool(svc.analysis.image_from_bytes, data)
     vector = await run_in_threadpool(lib.search.image_vector, image)
-    body = SearchIn(k=k, offset=offset, folder=folder, min_score=min_score)
+    body = SearchIn(
+        k=k,
+        offset=offset,
+        folder=folder,
+        include_subfolders=include_subfolders,
+        captured_from=captured_from,
+        captured_to=captured_to,
+        min_score=min_score,
+    )
     hits = await run_in_threadpool(
         lambda: lib.search.search(
             vector, k=k, offset=offset, filters=_filters(body), min_score=min_score

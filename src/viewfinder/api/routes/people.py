@@ -135,6 +135,7 @@ def train(body: TrainIn, lib: LibraryDep, response: Response) -> dict[str, Any]:
     epochs = body.epochs or lib.settings.face_training_epochs
     margin = body.margin or lib.settings.face_triplet_margin
     if body.queue:
+        lib.people.check_trainable()  # 400 now, not a job that is accepted and then fails
         job = lib.jobs.submit(
             "faces_train",
             {"epochs": epochs, "margin": margin},

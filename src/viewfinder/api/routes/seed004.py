@@ -22,6 +22,7 @@ from viewfinder.storage.blobs import original_key
 router = APIRouter(tags=["organizer (seed 004)"])
 
 CLUSTER_WAIT_S = 120.0
+LIST_PAGE = 1000  # rows read per query while listing every image
 
 
 class ImageOut(BaseModel):
@@ -71,12 +72,21 @@ async def upload_image(
 @router.get("/images", response_model=list[ImageOut])
 def list_images(
     request: Request,
-    limit: Annotated[int, Query(ge=1, le=10000)] = 1000,
+    limit: Annotated[
+        DbInt | None, Query(ge=1, description="At most this many images (default: all).")
+    ] = None,
     offset: Annotated[DbInt, Query(ge=0)] = 0,
 ) -> list[ImageOut]:
+    """Every stored image, oldest first, as the seed lists them; ``limit`` / ``offset`` page."""
     lib = library(request)
+    assets: list[Asset] = []
     with lib.sessions() as session:
-        assets = repo.list_assets(session, limit=limit, offset=offset)
+        while limit is None or len(assets) < limit:
+            want = LIST_PAGE if limit is None else min(LIST_PAGE, limit - len(assets))
+            page = repo.list_assets(session, limit=want, offset=offset + len(assets))
+            assets.extend(page)
+            if len(page) < want:
+                break
     return [_image(lib, request, a) for a in assets]
 
 
