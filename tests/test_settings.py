@@ -31,6 +31,20 @@ def test_seed_environment_names_are_accepted(monkeypatch: pytest.MonkeyPatch) ->
     assert settings.fetch_allow_hosts == ["127.0.0.1", "localhost"]
 
 
+def test_a_dotenv_file_is_read_as_the_seeds_read_theirs(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Seed 004's example .env, with a key Viewfinder has no use for.
+    (tmp_path / ".env").write_text(
+        "APP_NAME=AI Image Organizer\nCLIP_DEVICE=cpu\nKMEANS_CLUSTERS=3\nKMEANS_BATCH_SIZE=32\n"
+    )
+    monkeypatch.chdir(tmp_path)
+    settings = Settings()
+    assert (settings.device, settings.kmeans_clusters, settings.kmeans_batch_size) == ("cpu", 3, 32)
+    monkeypatch.setenv("KMEANS_CLUSTERS", "5")  # the environment wins over the file
+    assert Settings().kmeans_clusters == 5
+
+
 def test_viewfinder_name_wins_over_nothing_and_defaults_are_documented() -> None:
     settings = Settings()
     assert settings.clip_model == "openai/clip-vit-base-patch32"

@@ -40,7 +40,15 @@ def _split_csv(value: object) -> object:
 class Settings(BaseSettings):
     """Configuration of one Viewfinder process. See the README's configuration table."""
 
-    model_config = SettingsConfigDict(extra="ignore", populate_by_name=True, frozen=True)
+    # A .env file in the working directory is read as the seeds' services read theirs; the
+    # process environment wins over it, and its unknown keys (APP_NAME...) are ignored.
+    model_config = SettingsConfigDict(
+        extra="ignore",
+        populate_by_name=True,
+        frozen=True,
+        env_file=".env",
+        env_file_encoding="utf-8",
+    )
 
     # --- where things live -------------------------------------------------------------------
     data_dir: Path = Field(Path("./viewfinder-data"), validation_alias=_env("DATA_DIR"))
@@ -85,7 +93,7 @@ class Settings(BaseSettings):
 
     # --- model runtime -------------------------------------------------------------------------
     device: Literal["auto", "cpu", "cuda"] = Field(
-        "auto", validation_alias=_env("DEVICE", "IMAGE_EMBED_DEVICE")
+        "auto", validation_alias=_env("DEVICE", "IMAGE_EMBED_DEVICE", "CLIP_DEVICE")
     )
     require_gpu: bool = Field(
         False, validation_alias=_env("REQUIRE_GPU", "IMAGE_EMBED_REQUIRE_GPU")
