@@ -26,6 +26,7 @@ from viewfinder.api.routes import (
 from viewfinder.api.uploads import BodySizeLimitMiddleware
 from viewfinder.container import Services
 from viewfinder.settings import Settings
+from viewfinder.web import routes as web
 
 
 def create_app(settings: Settings, services: Services | None = None) -> FastAPI:
@@ -60,6 +61,7 @@ def create_app(settings: Settings, services: Services | None = None) -> FastAPI:
     app.include_router(seed004.router)
     app.include_router(seed003.router)
     app.include_router(system.router)
+    app.include_router(web.router)
     app.add_middleware(BodySizeLimitMiddleware, max_upload_bytes=settings.max_upload_bytes)
     if settings.cors_origins:
         # Outside the body-size limit and the routes: preflight requests are answered here.

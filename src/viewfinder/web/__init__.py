@@ -1,0 +1,1 @@
+"""The browser UI: one page at ``/`` over the library API, served on the API's own origin."""
