@@ -7,9 +7,11 @@ and YuNet weights from ../shared when present. Traffic stays on 127.0.0.1.
 
 The throughput section also measures the model alone (no HTTP, no decoding) at batch 1 and at
 the batcher's maximum: no batcher can beat that ratio, so it says how much of the target the
-hardware allows. ``--cpu-bf16`` runs both servers with VIEWFINDER_CPU_BF16=1.
+hardware allows. ``--cpu-bf16`` runs both servers with VIEWFINDER_CPU_BF16=1, ``--cpu-int8``
+with VIEWFINDER_CPU_INT8=1 (the model alone is then the int8 ONNX graph the servers run, built
+once into a model cache the servers share).
 
-    .venv/bin/python -m benchmarks.analyze [--requests 160] [--clients 16] [--cpu-bf16]
+    .venv/bin/python -m benchmarks.analyze [--requests 160] [--clients 16] [--cpu-bf16|--cpu-int8]
 """
 
 from __future__ import annotations
@@ -37,7 +39,8 @@ from PIL import Image
 
 from viewfinder.imaging.decode import decode_image
 from viewfinder.models.clip import ClipImageEncoder
-from viewfinder.runtime.device import FP32, inference_precision, select_device
+from viewfinder.models.registry import model_entries
+from viewfinder.runtime.device import FP32, select_device
 from viewfinder.settings import Settings
 from viewfinder.testing import checkpoints
 
@@ -55,10 +58,16 @@ def _photo_bytes() -> bytes:
 
 
 def _settings(
-    root: Path, models: dict[str, Path], batch: int, wait_ms: float = 5, cpu_bf16: bool = False
+    root: Path,
+    models: dict[str, Path],
+    batch: int,
+    wait_ms: float = 5,
+    cpu_bf16: bool = False,
+    cpu_int8: bool = False,
 ) -> Settings:
     return Settings(
         data_dir=root / f"data-{batch}",
+        models_dir=root / "model-cache",  # one int8 export for this process and both servers
         offline=True,
         clip_model=str(models["clip"]),
         dinov2_model=str(models["dinov2"]),
@@ -71,6 +80,7 @@ def _settings(
         model_idle_ttl_s=0,
         worker_threads=0,
         cpu_bf16=cpu_bf16,
+        cpu_int8=cpu_int8,
         log_level="WARNING",  # a log line per request is CPU the server would not spend in use
     )
 
@@ -259,13 +269,16 @@ def throughput(
     return loads[0], loads[1]
 
 
+def _served_clip_image(settings: Settings) -> Any:
+    """The CLIP image encoder exactly as the server builds it (the registry's builder)."""
+    entry = model_entries(settings, select_device(settings))["clip_image"]
+    return entry.build(Path(settings.clip_model))
+
+
 def model_alone(settings: Settings, photo: bytes, batch: int) -> tuple[float, float]:
     """Milliseconds per image of the CLIP image tower alone at batch 1 and at ``batch``, in this
-    process, on the server's device and precision (the ceiling for any batcher)."""
-    device = select_device(settings)
-    encoder = ClipImageEncoder(
-        Path(settings.clip_model), device, inference_precision(device, settings)
-    )
+    process, as the server runs it (the ceiling for any batcher)."""
+    encoder = _served_clip_image(settings)
     pixels = encoder.preprocess(decode_image(photo, settings.max_image_pixels))
 
     def per_image(size: int) -> float:
@@ -280,12 +293,11 @@ def model_alone(settings: Settings, photo: bytes, batch: int) -> tuple[float, fl
     return per_image(1), per_image(batch)
 
 
-def bf16_cosine(settings: Settings, photo: bytes) -> float:
-    """Cosine between the fp32 and the bf16-autocast embedding of the benchmark photo."""
-    device = select_device(settings)
-    path = Path(settings.clip_model)
-    precise = ClipImageEncoder(path, device, FP32)
-    fast = ClipImageEncoder(path, device, inference_precision(device, settings))
+def fast_cosine(settings: Settings, photo: bytes) -> float:
+    """Cosine between the torch fp32 embedding of the benchmark photo and the served one (bf16
+    autocast or int8)."""
+    precise = ClipImageEncoder(Path(settings.clip_model), select_device(settings), FP32)
+    fast = _served_clip_image(settings)
     pixels = precise.preprocess(decode_image(photo, settings.max_image_pixels))
     return float(precise.forward([pixels])[0] @ fast.forward([pixels])[0])
 
@@ -304,6 +316,11 @@ def main() -> None:
     parser.add_argument(
         "--cpu-bf16", action="store_true", help="run the models with VIEWFINDER_CPU_BF16=1"
     )
+    parser.add_argument(
+        "--cpu-int8",
+        action="store_true",
+        help="run CLIP in ONNX Runtime with int8 weights (VIEWFINDER_CPU_INT8=1)",
+    )
     parser.add_argument("--rounds", type=int, default=2, help="alternating load phases per server")
     parser.add_argument("--skip-latency", action="store_true")
     args = parser.parse_args()
@@ -316,18 +333,25 @@ def main() -> None:
             "dinov3": checkpoints.build_tiny_dinov3(root / "dinov3"),
             "caption": checkpoints.build_tiny_blip(root / "blip"),
         }
-        batched_settings = _settings(root, models, 16, args.max_wait_ms, args.cpu_bf16)
-        single_settings = _settings(root, models, 1, cpu_bf16=args.cpu_bf16)
+        batched_settings = _settings(
+            root, models, 16, args.max_wait_ms, args.cpu_bf16, args.cpu_int8
+        )
+        single_settings = _settings(root, models, 1, cpu_bf16=args.cpu_bf16, cpu_int8=args.cpu_int8)
         if not args.skip_latency:
             latency_table(batched_settings, photo, args.repeats)
             print()
         alone_single, alone_batched = model_alone(batched_settings, photo, 16)
-        cosine = bf16_cosine(batched_settings, photo) if args.cpu_bf16 else None
+        fast = args.cpu_bf16 or args.cpu_int8
+        cosine = fast_cosine(batched_settings, photo) if fast else None
         batched_load, single_load = throughput(
             batched_settings, single_settings, photo, args.requests, args.clients, args.rounds
         )
     batched, single = batched_load.images_per_second, single_load.images_per_second
-    precision = "bf16 autocast" if args.cpu_bf16 else "default precision"
+    precision = "default precision"
+    if args.cpu_int8:
+        precision = "int8 weights in ONNX Runtime"
+    elif args.cpu_bf16:
+        precision = "bf16 autocast"
     print(
         f"throughput, {args.clients} concurrent clients, {batched_load.requests} requests per "
         f"server in {args.rounds} alternating rounds, "
@@ -345,7 +369,8 @@ def main() -> None:
         f"batch 16: {alone_single / alone_batched:.2f}x is the most batching can give here"
     )
     if cosine is not None:
-        print(f"  bf16 vs fp32 embedding of the photo: cosine {cosine:.5f}")
+        label = "int8" if args.cpu_int8 else "bf16"
+        print(f"  {label} vs fp32 embedding of the photo: cosine {cosine:.5f}")
 
 
 if __name__ == "__main__":

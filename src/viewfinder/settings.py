@@ -101,6 +101,9 @@ class Settings(BaseSettings):
     cpu_bf16: bool = Field(
         False, validation_alias=_env("CPU_BF16")
     )  # bf16 autocast for the transformers models on CPUs with AVX512-BF16/AMX
+    cpu_int8: bool = Field(
+        False, validation_alias=_env("CPU_INT8")
+    )  # CLIP towers in ONNX Runtime with int8 weights on the CPU (needs the [int8] extra)
     preload: Annotated[list[str], NoDecode] = Field(
         default_factory=list, validation_alias=_env("PRELOAD")
     )

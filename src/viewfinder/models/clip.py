@@ -65,6 +65,42 @@ def unit_rows(features: torch.Tensor) -> list[Embedding]:
     return [np.ascontiguousarray(row, dtype=np.float32) for row in rows]
 
 
+def clip_image_preprocessing(model_dir: Path) -> ImagePreprocessing:
+    """The checkpoint's image preprocessing (CLIPImageProcessor's defaults where it has none)."""
+    return load_image_preprocessing(model_dir, CLIP_IMAGE_DEFAULTS, int_size_is_square=False)
+
+
+class ClipTokens:
+    """The CLIP tokenizer as every text encoder uses it: a text to ids truncated to the model's
+    context (keeping the end-of-text token the pooling reads), and a batch of ids padded to its
+    longest row, with the attention mask."""
+
+    def __init__(self, model_dir: Path, max_tokens: int) -> None:
+        self._tokenizer = AutoTokenizer.from_pretrained(model_dir)
+        self._max_tokens = max_tokens
+        # Padded positions are masked out, so any id in the vocabulary would do.
+        pad_id = self._tokenizer.pad_token_id
+        if pad_id is None:
+            pad_id = self._tokenizer.eos_token_id
+        if pad_id is None:
+            raise ValueError(f"the tokenizer in {model_dir} has no padding or end-of-text token")
+        self._pad_id = int(pad_id)
+
+    def encode(self, text: str) -> TokenIds:
+        ids = self._tokenizer(text, truncation=True, max_length=self._max_tokens)["input_ids"]
+        return np.asarray(ids, dtype=np.int64)
+
+    def pad(self, batch: Sequence[TokenIds]) -> tuple[TokenIds, TokenIds]:
+        """``(input_ids, attention_mask)``, both ``(len(batch), longest)`` int64."""
+        longest = max(len(ids) for ids in batch)
+        input_ids = np.full((len(batch), longest), self._pad_id, dtype=np.int64)
+        attention = np.zeros((len(batch), longest), dtype=np.int64)
+        for row, ids in enumerate(batch):
+            input_ids[row, : len(ids)] = ids
+            attention[row, : len(ids)] = 1
+        return input_ids, attention
+
+
 class ClipImageEncoder:
     """RGB PIL image -> unit-length CLIP image embedding (``dim`` floats)."""
 
@@ -74,9 +110,7 @@ class ClipImageEncoder:
         self._model = _VisionTower.from_pretrained(model_dir, dtype=precision.weights)
         module: torch.nn.Module = self._model  # PreTrainedModel's to/eval lack usable types
         module.to(self._device).eval()
-        self._preprocessing = load_image_preprocessing(
-            model_dir, CLIP_IMAGE_DEFAULTS, int_size_is_square=False
-        )
+        self._preprocessing = clip_image_preprocessing(model_dir)
 
     @property
     def dim(self) -> int:
@@ -112,31 +146,17 @@ class ClipTextEncoder:
         self._model = _TextTower.from_pretrained(model_dir, dtype=precision.weights)
         module: torch.nn.Module = self._model  # PreTrainedModel's to/eval lack usable types
         module.to(self._device).eval()
-        self._tokenizer = AutoTokenizer.from_pretrained(model_dir)
-        self._max_tokens = int(self._model.config.max_position_embeddings)
-        # Padded positions are masked out, so any id in the vocabulary would do.
-        pad_id = self._tokenizer.pad_token_id
-        if pad_id is None:
-            pad_id = self._tokenizer.eos_token_id
-        if pad_id is None:
-            raise ValueError(f"the tokenizer in {model_dir} has no padding or end-of-text token")
-        self._pad_id = int(pad_id)
+        self._tokens = ClipTokens(model_dir, int(self._model.config.max_position_embeddings))
 
     @property
     def dim(self) -> int:
         return self._model.text_projection.out_features
 
     def preprocess(self, item: str) -> TokenIds:
-        ids = self._tokenizer(item, truncation=True, max_length=self._max_tokens)["input_ids"]
-        return np.asarray(ids, dtype=np.int64)
+        return self._tokens.encode(item)
 
     def forward(self, batch: Sequence[TokenIds]) -> list[Embedding]:
-        longest = max(len(ids) for ids in batch)
-        input_ids = np.full((len(batch), longest), self._pad_id, dtype=np.int64)
-        attention = np.zeros((len(batch), longest), dtype=np.int64)
-        for row, ids in enumerate(batch):
-            input_ids[row, : len(ids)] = ids
-            attention[row, : len(ids)] = 1
+        input_ids, attention = self._tokens.pad(batch)
         with torch.inference_mode(), self._precision.forward_context():
             embeds = self._model(
                 input_ids=torch.from_numpy(input_ids).to(self._device),

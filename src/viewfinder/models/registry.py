@@ -3,6 +3,7 @@ names them) and how to build it. Read top to bottom; nothing is loaded until the
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -13,6 +14,8 @@ from viewfinder.runtime.batcher import BatchPolicy
 from viewfinder.runtime.device import inference_precision
 from viewfinder.runtime.sources import ModelSource, resolve
 from viewfinder.settings import Settings
+
+log = logging.getLogger(__name__)
 
 MTCNN_FILES = ("pnet.pt", "rnet.pt", "onet.pt")
 
@@ -32,16 +35,34 @@ class ModelEntry:
 def model_entries(settings: Settings, device: str) -> dict[str, ModelEntry]:
     """Every model, keyed by the name the pool and ``viewfinder models`` use."""
     precision = inference_precision(device, settings)
+    clip_int8 = settings.cpu_int8 and device == "cpu"
+    if settings.cpu_int8 and not clip_int8:
+        log.info("VIEWFINDER_CPU_INT8 is ignored on %s: CLIP runs in fp16 there", device)
+    elif clip_int8:
+        log.info("the CLIP towers run in ONNX Runtime with int8 weights (VIEWFINDER_CPU_INT8)")
 
     def clip_image(path: Path) -> BatchModel[Any, Any, Any]:
+        if clip_int8:
+            from viewfinder.models.onnx_int8 import OnnxClipImageEncoder
+
+            return OnnxClipImageEncoder.int8(path, settings.model_cache_dir, _ort_threads())
         from viewfinder.models.clip import ClipImageEncoder
 
         return ClipImageEncoder(path, device, precision)
 
     def clip_text(path: Path) -> BatchModel[Any, Any, Any]:
+        if clip_int8:
+            from viewfinder.models.onnx_int8 import OnnxClipTextEncoder
+
+            return OnnxClipTextEncoder.int8(path, settings.model_cache_dir, _ort_threads())
         from viewfinder.models.clip import ClipTextEncoder
 
         return ClipTextEncoder(path, device, precision)
+
+    def _ort_threads() -> int:
+        import torch
+
+        return settings.torch_threads or torch.get_num_threads()
 
     def dino(path: Path) -> BatchModel[Any, Any, Any]:
         from viewfinder.models.dino import DinoEncoder
