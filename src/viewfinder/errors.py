@@ -48,5 +48,10 @@ class ModelUnavailableError(ViewfinderError):
     """A model cannot be loaded (no local copy and no network, gated repo, bad file)."""
 
 
+class StorageError(ViewfinderError):
+    """The blob store cannot be used: missing bucket, denied access, unreachable endpoint
+    (maps to 503; at start-up it stops the server with this message)."""
+
+
 class DeviceUnavailableError(ViewfinderError):
     """The configured device cannot be used (for example a GPU is required and absent)."""

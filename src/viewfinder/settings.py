@@ -56,6 +56,12 @@ class Settings(BaseSettings):
     classifiers_dir: Path | None = Field(None, validation_alias=_env("CLASSIFIERS_DIR"))
     storage_root: Path | None = Field(None, validation_alias=_env("STORAGE_ROOT", "STORAGE_ROOT"))
     database_url: str | None = Field(None, validation_alias=_env("DATABASE_URL", "DATABASE_URL"))
+    # Image files in an S3-compatible bucket instead of storage_root (needs the [s3] extra);
+    # credentials come from boto3's chain (AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY, ...).
+    s3_bucket: str | None = Field(None, validation_alias=_env("S3_BUCKET"))
+    s3_prefix: str = Field("", validation_alias=_env("S3_PREFIX"))
+    s3_endpoint_url: str | None = Field(None, validation_alias=_env("S3_ENDPOINT_URL"))
+    s3_region: str | None = Field(None, validation_alias=_env("S3_REGION", "AWS_REGION"))
 
     # --- HTTP server ---------------------------------------------------------------------------
     host: str = Field("127.0.0.1", validation_alias=_env("HOST"))
@@ -205,6 +211,11 @@ class Settings(BaseSettings):
     @classmethod
     def _csv(cls, value: object) -> object:
         return _split_csv(value)
+
+    @field_validator("s3_bucket", "s3_endpoint_url", "s3_region", mode="before")
+    @classmethod
+    def _blank_is_unset(cls, value: object) -> object:
+        return None if isinstance(value, str) and not value.strip() else value
 
     @property
     def model_cache_dir(self) -> Path:

@@ -19,6 +19,7 @@ from viewfinder.errors import (
     ModelUnavailableError,
     NotFoundError,
     OverloadedError,
+    StorageError,
     TooLargeError,
     ViewfinderError,
 )
@@ -34,6 +35,7 @@ STATUS_BY_ERROR: tuple[tuple[type[ViewfinderError], int], ...] = (
     (OverloadedError, 429),
     (ModelUnavailableError, 503),
     (DeviceUnavailableError, 503),
+    (StorageError, 503),
 )
 
 

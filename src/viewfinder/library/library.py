@@ -41,6 +41,23 @@ from viewfinder.storage.blobs import BlobStore, LocalBlobStore
 log = logging.getLogger(__name__)
 
 
+def open_blob_store(settings: Settings) -> BlobStore:
+    """The S3 bucket when ``VIEWFINDER_S3_BUCKET`` is set (checked once, now), else local files."""
+    if settings.s3_bucket is None:
+        return LocalBlobStore(settings.blob_root)
+    from viewfinder.storage.s3 import S3BlobStore
+
+    store = S3BlobStore(
+        settings.s3_bucket,
+        settings.s3_prefix,
+        endpoint_url=settings.s3_endpoint_url,
+        region=settings.s3_region,
+    )
+    store.check()
+    log.info("image files are stored in s3://%s/%s", store.bucket, store.prefix)
+    return store
+
+
 @dataclass
 class Library:
     settings: Settings
@@ -61,11 +78,11 @@ class Library:
     @classmethod
     def open(cls, settings: Settings, pool: ModelPool, classifiers: ClassifierStore) -> Library:
         """Connect, migrate the schema to head, and wire the services (nothing runs yet)."""
+        blobs = open_blob_store(settings)  # first: a bucket that cannot be used stops start-up
         url = normalize_url(settings.database_url or sqlite_url_for(settings.data_dir))
         engine = make_engine(url)
         upgrade(engine)
         sessions = make_session_factory(engine)
-        blobs = LocalBlobStore(settings.blob_root)
         index = LibraryIndex(
             settings.index_path,
             CLIP_MODEL,

@@ -152,7 +152,8 @@ def delete_asset(asset_id: DbInt, lib: LibraryDep) -> Response:
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 
-def _file(lib: Library, asset_id: int, which: str) -> FileResponse:
+def _file(lib: Library, asset_id: int, which: str) -> Response:
+    """The stored bytes: streamed from disk for the local store, read whole from S3."""
     with lib.sessions() as session:
         asset = repo.get_asset(session, asset_id)
     if asset is None:
@@ -162,27 +163,33 @@ def _file(lib: Library, asset_id: int, which: str) -> FileResponse:
         "thumbnail": thumbnail_key(asset.sha256),
         "preview": preview_key(asset.sha256),
     }[which]
-    path = lib.blobs.local_path(key)
-    if path is None or not path.is_file():
-        raise NotFoundError(f"the {which} of asset {asset_id} is missing from storage")
     media = asset.content_type if which == "file" else "image/jpeg"
-    return FileResponse(
-        path, media_type=media, headers={"Cache-Control": "public, max-age=31536000, immutable"}
-    )
+    headers = {"Cache-Control": "public, max-age=31536000, immutable"}
+    missing = f"the {which} of asset {asset_id} is missing from storage"
+    path = lib.blobs.local_path(key)
+    if path is not None:
+        if not path.is_file():
+            raise NotFoundError(missing)
+        return FileResponse(path, media_type=media, headers=headers)
+    try:
+        data = lib.blobs.get(key)
+    except NotFoundError:
+        raise NotFoundError(missing) from None
+    return Response(data, media_type=media, headers=headers)
 
 
 @router.get("/assets/{asset_id}/file", name="asset_file")
-def asset_file(asset_id: DbInt, lib: LibraryDep) -> FileResponse:
+def asset_file(asset_id: DbInt, lib: LibraryDep) -> Response:
     return _file(lib, asset_id, "file")
 
 
 @router.get("/assets/{asset_id}/thumbnail", name="asset_thumbnail")
-def asset_thumbnail(asset_id: DbInt, lib: LibraryDep) -> FileResponse:
+def asset_thumbnail(asset_id: DbInt, lib: LibraryDep) -> Response:
     return _file(lib, asset_id, "thumbnail")
 
 
 @router.get("/assets/{asset_id}/preview", name="asset_preview")
-def asset_preview(asset_id: DbInt, lib: LibraryDep) -> FileResponse:
+def asset_preview(asset_id: DbInt, lib: LibraryDep) -> Response:
     return _file(lib, asset_id, "preview")
 
 
