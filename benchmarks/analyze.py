@@ -43,6 +43,7 @@ from viewfinder.models.registry import model_entries
 from viewfinder.runtime.device import FP32, select_device
 from viewfinder.settings import Settings
 from viewfinder.testing import checkpoints
+from viewfinder.testing.server import wait_until_serving
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared"
 PHOTO = SHARED / "data" / "faces_face_recognition" / "examples__obama-720p.jpg"
@@ -128,16 +129,8 @@ class Server:
             env=self._env,
             stdout=subprocess.DEVNULL,
         )
-        deadline = time.monotonic() + 120
-        while True:
-            try:
-                if httpx.get(f"{self.url}/health", timeout=1).status_code == 200:
-                    return self
-            except httpx.HTTPError:
-                pass
-            if self._proc.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError("the server did not start")
-            time.sleep(0.2)
+        wait_until_serving(f"{self.url}/health", self._proc, 120)
+        return self
 
     def __exit__(self, *exc: object) -> None:
         assert self._proc is not None

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import functools
 import http.server
+import os
 import socket
 import threading
 from collections.abc import Iterator
@@ -132,3 +133,13 @@ def http_server(web_root: Path) -> Iterator[str]:
     yield f"http://127.0.0.1:{server.server_address[1]}"
     server.shutdown()
     server.server_close()
+
+
+def serve_env(tmp_path: Path, tiny_models: dict[str, Path], **extra: str) -> dict[str, str]:
+    """The environment for a ``viewfinder serve`` subprocess on ``make_settings``' models."""
+    settings = make_settings(tmp_path, tiny_models)
+    env = {**os.environ, "VIEWFINDER_OFFLINE": "1", "VIEWFINDER_LOG_LEVEL": "WARNING"}
+    for name in ("data_dir", "clip_model", "dinov2_model", "dinov3_model", "caption_model"):
+        env[f"VIEWFINDER_{name.upper()}"] = str(getattr(settings, name))
+    env.update(extra)
+    return env

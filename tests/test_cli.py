@@ -7,7 +7,6 @@ import json
 import os
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import httpx
@@ -18,6 +17,7 @@ from typer.testing import CliRunner
 from tests.conftest import free_port, make_settings
 from viewfinder.api.app import create_app
 from viewfinder.cli.main import app
+from viewfinder.testing.server import wait_until_serving
 
 
 def _env(tmp_path: Path, tiny_models: dict[str, Path]) -> dict[str, str]:
@@ -119,16 +119,8 @@ def test_serve_answers_http_with_docs(tmp_path: Path, tiny_models: dict[str, Pat
     )
     try:
         base = f"http://127.0.0.1:{port}"
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                if httpx.get(f"{base}/docs", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            assert proc.poll() is None, proc.stderr.read() if proc.stderr else ""
-            assert time.monotonic() < deadline, "server did not start"
-            time.sleep(0.2)
+        stderr = proc.stderr
+        wait_until_serving(f"{base}/docs", proc, 60, lambda: stderr.read() if stderr else "")
         ops = httpx.get(f"{base}/available_operations/").json()["operations"]
         assert "detect_bounding_box" in ops
         png = io.BytesIO()

@@ -5,7 +5,6 @@ not redone. Real server processes, real SQLite, real files; prints the counts.""
 from __future__ import annotations
 
 import io
-import os
 import signal
 import sqlite3
 import subprocess
@@ -20,19 +19,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from tests.conftest import free_port, make_settings
+from tests.conftest import free_port, serve_env
 from viewfinder.index import load_index
+from viewfinder.testing.server import wait_until_serving
 
 N_IMAGES = 200
-
-
-def _env(tmp_path: Path, tiny_models: dict[str, Path], **extra: str) -> dict[str, str]:
-    settings = make_settings(tmp_path, tiny_models)
-    env = {**os.environ, "VIEWFINDER_OFFLINE": "1", "VIEWFINDER_LOG_LEVEL": "WARNING"}
-    for name in ("data_dir", "clip_model", "dinov2_model", "dinov3_model", "caption_model"):
-        env[f"VIEWFINDER_{name.upper()}"] = str(getattr(settings, name))
-    env.update(extra)
-    return env
 
 
 @contextmanager
@@ -45,16 +36,7 @@ def server(env: dict[str, str]) -> Iterator[tuple[subprocess.Popen[bytes], str]]
         stderr=subprocess.DEVNULL,
     )
     base = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
-    while True:
-        try:
-            if httpx.get(f"{base}/health", timeout=1).status_code == 200:
-                break
-        except httpx.HTTPError:
-            pass
-        assert proc.poll() is None, "server exited during start-up"
-        assert time.monotonic() < deadline, "server did not start"
-        time.sleep(0.1)
+    wait_until_serving(f"{base}/health", proc, 60)
     try:
         yield proc, base
     finally:
@@ -79,7 +61,7 @@ def _embedding_times(db: Path) -> dict[int, str]:
 def test_kill_9_during_processing_then_restart(
     tmp_path: Path, tiny_models: dict[str, Path]
 ) -> None:
-    quiet = _env(tmp_path, tiny_models, VIEWFINDER_WORKER_THREADS="0")
+    quiet = serve_env(tmp_path, tiny_models, VIEWFINDER_WORKER_THREADS="0")
     with server(quiet) as (_, base):
         for start in range(0, N_IMAGES, 20):
             files = [("files", (f"{i}.png", _image(i))) for i in range(start, start + 20)]
@@ -87,7 +69,7 @@ def test_kill_9_during_processing_then_restart(
             assert response.status_code == 201
         assert httpx.get(f"{base}/api/v1/assets").json()["total"] == N_IMAGES
 
-    working = _env(
+    working = serve_env(
         tmp_path, tiny_models, VIEWFINDER_WORKER_THREADS="1", VIEWFINDER_WORKER_BATCH_SIZE="4"
     )
     with server(working) as (proc, base):

@@ -3,10 +3,8 @@ browser (Playwright driving Debian's Chromium) against a real ``viewfinder serve
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
-import time
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
@@ -16,7 +14,8 @@ import httpx
 import pytest
 from fastapi.testclient import TestClient
 
-from tests.conftest import free_port, make_settings, requires_shared, shared_data
+from tests.conftest import free_port, requires_shared, serve_env, shared_data
+from viewfinder.testing.server import wait_until_serving
 
 if TYPE_CHECKING:
     from playwright.sync_api import Browser, Page
@@ -112,10 +111,7 @@ def browser() -> Iterator[Browser]:
 def server(tmp_path_factory: pytest.TempPathFactory, tiny_models: dict[str, Path]) -> Iterator[str]:
     """``viewfinder serve`` on tiny checkpoints, in its own process, on a free loopback port."""
     root = tmp_path_factory.mktemp("web-ui")
-    settings = make_settings(root, tiny_models)
-    env = {**os.environ, "VIEWFINDER_OFFLINE": "1", "VIEWFINDER_LOG_LEVEL": "WARNING"}
-    for name in ("data_dir", "clip_model", "dinov2_model", "dinov3_model", "caption_model"):
-        env[f"VIEWFINDER_{name.upper()}"] = str(getattr(settings, name))
+    env = serve_env(root, tiny_models)
     port = free_port()
     log = (root / "server.log").open("wb")
     proc = subprocess.Popen(
@@ -126,17 +122,8 @@ def server(tmp_path_factory: pytest.TempPathFactory, tiny_models: dict[str, Path
         stderr=subprocess.STDOUT,
     )
     base = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 90
     try:
-        while True:
-            try:
-                if httpx.get(f"{base}/health", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            assert proc.poll() is None, (root / "server.log").read_text()
-            assert time.monotonic() < deadline, "the server did not start"
-            time.sleep(0.2)
+        wait_until_serving(f"{base}/health", proc, 90, (root / "server.log").read_text)
         yield base
     finally:
         proc.terminate()
