@@ -106,10 +106,11 @@ class IngestService:
     ) -> IngestResult:
         """Store one image; non-images raise InvalidImageError and leave nothing behind."""
         folder = clean_folder(folder)
-        existing = self._existing(data)
+        sha = hashlib.sha256(data).hexdigest()
+        existing = self._existing(sha)
         if existing is not None:
             return IngestResult(existing, created=False)
-        return self._store(self._prepare(data, filename), folder, source_url)
+        return self._store(self._prepare(data, sha, filename), folder, source_url)
 
     def ingest_many(self, files: list[tuple[str, bytes]], folder: str = "") -> list[IngestResult]:
         """Store several uploaded images, all or none as far as the input goes: every new file is
@@ -118,12 +119,13 @@ class IngestService:
         folder = clean_folder(folder)
         pending: list[Asset | PreparedImage] = []
         for number, (filename, data) in enumerate(files, start=1):
-            existing = self._existing(data)
+            sha = hashlib.sha256(data).hexdigest()
+            existing = self._existing(sha)
             if existing is not None:
                 pending.append(existing)
                 continue
             try:
-                pending.append(self._prepare(data, filename))
+                pending.append(self._prepare(data, sha, filename))
             except (InvalidInputError, TooLargeError) as exc:
                 raise type(exc)(f"file {number} ({clean_filename(filename)!r}): {exc}") from None
         return [
@@ -133,16 +135,16 @@ class IngestService:
             for item in pending
         ]
 
-    def _existing(self, data: bytes) -> Asset | None:
+    def _existing(self, sha: str) -> Asset | None:
         with self._sessions() as session:
-            return repo.get_asset_by_sha(session, hashlib.sha256(data).hexdigest())
+            return repo.get_asset_by_sha(session, sha)
 
-    def _prepare(self, data: bytes, filename: str) -> PreparedImage:
+    def _prepare(self, data: bytes, sha: str, filename: str) -> PreparedImage:
         """Everything an asset needs, computed in memory; raises before anything is written."""
         image = decode_image(data, self._max_pixels)
         return PreparedImage(
             data=data,
-            sha256=hashlib.sha256(data).hexdigest(),
+            sha256=sha,
             filename=clean_filename(filename),
             width=image.width,
             height=image.height,
