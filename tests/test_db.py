@@ -358,9 +358,9 @@ def test_delete_asset_cascades(sessions: sessionmaker[Session]) -> None:
 def test_claim_order_limit_and_kind(sessions: sessionmaker[Session]) -> None:
     ids = add_assets(sessions, 10, kinds=(EMBED, FACES))
     with sessions.begin() as s:
-        first = repo.claim_tasks(s, EMBED, "w1", 3)
-        second = repo.claim_tasks(s, EMBED, "w2", 4)
-        assert repo.claim_tasks(s, EMBED, "w3", 0) == []
+        first = list(repo.claim_tasks(s, EMBED, "w1", 3))
+        second = list(repo.claim_tasks(s, EMBED, "w2", 4))
+        assert repo.claim_tasks(s, EMBED, "w3", 0) == {}
     assert first == ids[:3]
     assert second == ids[3:7]
     with sessions() as s:
@@ -373,8 +373,8 @@ def test_claim_order_limit_and_kind(sessions: sessionmaker[Session]) -> None:
         assert repo.task_counts(s, FACES) == {"pending": 10, "running": 0, "done": 0, "failed": 0}
         assert repo.task_counts(s, "nothing") == dict.fromkeys(TaskState, 0)
     with sessions.begin() as s:
-        assert repo.claim_tasks(s, EMBED, "w1", 100) == ids[7:]
-        assert repo.claim_tasks(s, EMBED, "w1", 100) == []
+        assert repo.claim_tasks(s, EMBED, "w1", 100) == dict.fromkeys(ids[7:], 0)
+        assert repo.claim_tasks(s, EMBED, "w1", 100) == {}
 
 
 def test_concurrent_claims_never_overlap(sessions: sessionmaker[Session]) -> None:
@@ -384,7 +384,7 @@ def test_concurrent_claims_never_overlap(sessions: sessionmaker[Session]) -> Non
         mine: list[int] = []
         while True:
             with sessions.begin() as s:
-                claimed = repo.claim_tasks(s, EMBED, f"worker-{n}", 7)
+                claimed = list(repo.claim_tasks(s, EMBED, f"worker-{n}", 7))
             if not claimed:
                 return mine
             mine.extend(claimed)
@@ -410,7 +410,7 @@ def test_complete_fail_retry_and_enqueue(sessions: sessionmaker[Session]) -> Non
     for attempt in range(1, 4):
         with sessions.begin() as s:
             if attempt > 1:
-                assert repo.claim_tasks(s, EMBED, "w", 10) == [flaky_id]
+                assert repo.claim_tasks(s, EMBED, "w", 10) == {flaky_id: attempt - 1}
             states.append(repo.fail_task(s, flaky_id, EMBED, f"boom {attempt}", max_attempts=3))
     assert states == ["pending", "pending", "failed"]
     with sessions() as s:
@@ -419,7 +419,7 @@ def test_complete_fail_retry_and_enqueue(sessions: sessionmaker[Session]) -> Non
         assert (task.state, task.attempts, task.last_error) == ("failed", 3, "boom 3")
         assert task.claimed_by is None
         assert repo.task_counts(s, EMBED) == {"pending": 0, "running": 0, "done": 1, "failed": 1}
-        assert repo.claim_tasks(s, EMBED, "w", 10) == []
+        assert repo.claim_tasks(s, EMBED, "w", 10) == {}
         with pytest.raises(LookupError):
             repo.fail_task(s, flaky_id, FACES, "no such task", max_attempts=3)
 
@@ -438,30 +438,79 @@ def test_complete_fail_retry_and_enqueue(sessions: sessionmaker[Session]) -> Non
         repo.enqueue_task(s, flaky_id + 1000, EMBED)  # no such asset
 
 
-def test_requeue_stale_and_worker(sessions: sessionmaker[Session]) -> None:
+def test_requeue_stale_counts_an_attempt_and_release_does_not(
+    sessions: sessionmaker[Session],
+) -> None:
     ids = add_assets(sessions, 6)
     with sessions.begin() as s:
-        alice = repo.claim_tasks(s, EMBED, "alice", 2)
-        bob = repo.claim_tasks(s, EMBED, "bob", 2)
+        alice = list(repo.claim_tasks(s, EMBED, "alice/1", 2))
+        bob = list(repo.claim_tasks(s, EMBED, "bob/1", 2))
     with sessions() as s:
         claimed_at = [t.claimed_at for i in alice + bob if (t := repo.task_state(s, i, EMBED))]
     assert all(c is not None for c in claimed_at)
     earliest = min(c for c in claimed_at if c is not None)
 
     with sessions.begin() as s:
-        assert repo.requeue_stale(s, EMBED, earliest - timedelta(seconds=1)) == 0
-        assert repo.requeue_stale(s, FACES, datetime.now(UTC) + timedelta(seconds=1)) == 0
-        assert repo.requeue_worker(s, "alice") == 2
-        assert repo.requeue_worker(s, "alice") == 0
+        assert repo.requeue_stale(s, EMBED, earliest - timedelta(seconds=1), 3) == 0
+        assert repo.requeue_stale(s, FACES, datetime.now(UTC) + timedelta(seconds=1), 3) == 0
+        assert repo.release_worker(s, EMBED, "alice") == 2  # a clean stop: no attempt counted
+        assert repo.release_worker(s, EMBED, "alice") == 0
     with sessions() as s:
         task = repo.task_state(s, alice[0], EMBED)
         assert task is not None
-        assert (task.state, task.claimed_by, task.claimed_at) == ("pending", None, None)
-    with sessions.begin() as s:
-        assert repo.requeue_stale(s, EMBED, datetime.now(UTC) + timedelta(seconds=1)) == 2
+        assert (task.state, task.claimed_by, task.claimed_at, task.attempts) == (
+            "pending",
+            None,
+            None,
+            0,
+        )
+    with sessions.begin() as s:  # bob died: his lease expires
+        assert repo.requeue_stale(s, EMBED, datetime.now(UTC) + timedelta(seconds=1), 3) == 2
+    with sessions() as s:
+        task = repo.task_state(s, bob[0], EMBED)
+        assert task is not None
+        assert (task.state, task.attempts) == ("pending", 1)
+        assert task.last_error == "its worker bob/1 stopped while processing it"
     with sessions.begin() as s:
         assert repo.task_counts(s, EMBED)["pending"] == 6
-        assert repo.claim_tasks(s, EMBED, "carol", 10) == ids
+        assert list(repo.claim_tasks(s, EMBED, "carol/1", 10)) == ids
+
+
+def test_a_task_that_kills_its_worker_fails_at_the_attempt_limit(
+    sessions: sessionmaker[Session],
+) -> None:
+    (poison,) = add_assets(sessions, 1)
+    for attempt in range(3):
+        with sessions.begin() as s:
+            assert repo.claim_tasks(s, EMBED, f"w{attempt}/x", 10) == {poison: attempt}
+        with sessions.begin() as s:
+            repo.requeue_stale(s, EMBED, datetime.now(UTC) + timedelta(seconds=1), 3)
+    with sessions() as s:
+        task = repo.task_state(s, poison, EMBED)
+        assert task is not None
+        assert (task.state, task.attempts) == ("failed", 3)
+        assert task.last_error == "its worker w2/x stopped while processing it"
+
+
+def test_a_lost_claim_cannot_complete_renew_or_fail(sessions: sessionmaker[Session]) -> None:
+    (asset,) = add_assets(sessions, 1)
+    with sessions.begin() as s:
+        repo.claim_tasks(s, EMBED, "slow/1", 1)
+    with sessions.begin() as s:  # slow's lease expired; fast takes the task over
+        repo.requeue_stale(s, EMBED, datetime.now(UTC) + timedelta(seconds=1), 3)
+        repo.claim_tasks(s, EMBED, "fast/1", 1)
+    with sessions.begin() as s:
+        assert repo.renew_claims(s, EMBED, "slow/1") == 0
+        assert repo.complete_tasks(s, [asset], EMBED, "slow/1") == []
+        with pytest.raises(LookupError):
+            repo.fail_task(s, asset, EMBED, "late", 3, "slow/1")
+        assert repo.release_tasks(s, EMBED, "slow/1") == 0
+        assert repo.renew_claims(s, EMBED, "fast/1") == 1
+        assert repo.complete_tasks(s, [asset], EMBED, "fast/1") == [asset]
+    with sessions() as s:
+        task = repo.task_state(s, asset, EMBED)
+        assert task is not None
+        assert (task.state, task.attempts) == ("done", 1)
 
 
 # --- embeddings -----------------------------------------------------------------------------------
@@ -545,37 +594,61 @@ def test_embeddings_of_an_unknown_model_are_empty(sessions: sessionmaker[Session
 # --- jobs -----------------------------------------------------------------------------------------
 
 
-def test_jobs_create_update_list(sessions: sessionmaker[Session]) -> None:
+def test_jobs_create_claim_progress_finish_list(sessions: sessionmaker[Session]) -> None:
     with sessions.begin() as s:
         ingest = repo.create_job(s, "ingest", {"path": "/photos"}, total=10)
         cluster = repo.create_job(s, "cluster", {"k": 8})
     with sessions.begin() as s:
         job = repo.get_job(s, ingest.id)
         assert job is not None
-        assert (job.kind, job.state, job.params, job.total, job.done) == (
+        assert (job.kind, job.state, job.params, job.total, job.done, job.attempts) == (
             "ingest",
             "pending",
             {"path": "/photos"},
             10,
             0,
+            0,
         )
         assert len(job.id) == 32
-        repo.update_job(s, ingest.id, state="done", result={"added": 9}, done=9)
-        repo.add_job_progress(s, cluster.id, done=2, failed=1)
-        repo.add_job_progress(s, cluster.id, done=3)
-        assert repo.update_job(s, "0" * 32, state="done") is None
+        claimed = repo.claim_job(s, ["ingest"], "w1")
+        assert claimed is not None
+        assert claimed.heartbeat_at is not None
+        assert repo.heartbeat_job(s, ingest.id, "w1", done=9, failed=1, total=10)
+        assert not repo.heartbeat_job(s, ingest.id, "w2")  # not w2's claim
+        assert not repo.heartbeat_job(s, cluster.id, "w1")  # not claimed at all
         with pytest.raises(TypeError):
-            repo.update_job(s, ingest.id, colour="blue")
+            repo.heartbeat_job(s, ingest.id, "w1", colour=1)
+        assert not repo.finish_job(s, ingest.id, "w2", {"added": 0})
+        assert repo.finish_job(s, ingest.id, "w1", {"added": 9})
+        assert not repo.finish_job(s, ingest.id, "w1", {"added": 9})  # no longer running
     with sessions() as s:
         assert [j.id for j in repo.list_jobs(s)] == [cluster.id, ingest.id]
         assert [j.id for j in repo.list_jobs(s, kind="ingest")] == [ingest.id]
         assert len(repo.list_jobs(s, limit=1)) == 1
         done = repo.get_job(s, ingest.id)
         assert done is not None
-        assert (done.state, done.result, done.done) == ("done", {"added": 9}, 9)
-        progressed = repo.get_job(s, cluster.id)
-        assert progressed is not None
-        assert (progressed.done, progressed.failed) == (5, 1)
+        assert (done.state, done.result, done.done, done.failed) == ("done", {"added": 9}, 9, 1)
+
+
+def test_failed_and_released_jobs(sessions: sessionmaker[Session]) -> None:
+    with sessions.begin() as s:
+        job_id = repo.create_job(s, "ingest", {}).id
+    for attempt in (1, 2):
+        with sessions.begin() as s:
+            assert repo.claim_job(s, ["ingest"], f"w{attempt}") is not None
+            assert repo.fail_job(s, job_id, "other", "boom", 2) is None
+            expected = "pending" if attempt == 1 else "failed"
+            assert repo.fail_job(s, job_id, f"w{attempt}", "boom", 2) == expected
+    with sessions.begin() as s:
+        job = repo.get_job(s, job_id)
+        assert job is not None
+        assert (job.state, job.attempts, job.error) == ("failed", 2, "boom")
+        again = repo.create_job(s, "ingest", {}).id
+        assert repo.claim_job(s, ["ingest"], "w3") is not None
+        assert repo.release_job(s, again, "w3")
+        released = repo.get_job(s, again)
+        assert released is not None
+        assert (released.state, released.attempts, released.claimed_by) == ("pending", 0, None)
 
 
 def test_claim_job_oldest_first_of_given_kinds(sessions: sessionmaker[Session]) -> None:

@@ -5,16 +5,8 @@ Skipped when boto3 or ``moto[server]`` is not installed (both are in the dev ext
 from __future__ import annotations
 
 import hashlib
-import importlib.util
 import io
-import os
-import shutil
-import socket
-import subprocess
 import sys
-import time
-import uuid
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -23,104 +15,14 @@ from fastapi.testclient import TestClient
 from PIL import Image
 
 from tests.conftest import free_port, make_settings
+from tests.s3_fixtures import REGION, Recording, bucket_keys, requires_s3
 from tests.test_library_api import jpeg, upload, wait_processed
 from viewfinder.errors import NotFoundError, StorageError
 from viewfinder.storage.blobs import original_key, preview_key, thumbnail_key
 
-_MISSING = [m for m in ("boto3", "moto", "flask", "flask_cors") if not importlib.util.find_spec(m)]
-pytestmark = pytest.mark.skipif(
-    bool(_MISSING),
-    reason=f"S3 tests need boto3 and moto[server] (missing: {', '.join(_MISSING)}): "
-    "pip install -e '.[dev]'",
-)
+pytestmark = requires_s3
 
-REGION = "us-east-1"
 SHA = hashlib.sha256(b"one").hexdigest()
-
-
-def _moto_server() -> list[str]:
-    script = Path(sys.executable).with_name("moto_server")
-    if script.exists():
-        return [str(script)]
-    found = shutil.which("moto_server")
-    if found is None:
-        pytest.skip("the moto_server command of moto[server] is not installed")
-    return [found]
-
-
-@pytest.fixture(scope="module")
-def endpoint(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """A real S3 server on 127.0.0.1, and an environment in which boto3 talks only to it."""
-    port = free_port()
-    log_path = tmp_path_factory.mktemp("moto") / "server.log"
-    with pytest.MonkeyPatch.context() as env:
-        env.setenv("AWS_ACCESS_KEY_ID", "testing")
-        env.setenv("AWS_SECRET_ACCESS_KEY", "testing")
-        env.setenv("AWS_EC2_METADATA_DISABLED", "true")  # never ask instance metadata
-        env.setenv("AWS_CONFIG_FILE", str(log_path.parent / "no-config"))
-        env.setenv("AWS_SHARED_CREDENTIALS_FILE", str(log_path.parent / "no-credentials"))
-        for name in ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_ENDPOINT_URL", "AWS_REGION"):
-            env.delenv(name, raising=False)
-        with log_path.open("wb") as log:
-            server = subprocess.Popen(
-                [*_moto_server(), "-H", "127.0.0.1", "-p", str(port)],
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                env=os.environ.copy(),
-            )
-        try:
-            deadline = time.monotonic() + 60
-            while True:
-                try:
-                    socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
-                    break
-                except OSError:
-                    exited = server.poll() is not None
-                    if exited or time.monotonic() > deadline:
-                        raise RuntimeError(
-                            f"moto_server did not start: {log_path.read_text()}"
-                        ) from None
-                    time.sleep(0.1)
-            yield f"http://127.0.0.1:{port}"
-        finally:
-            server.terminate()
-            server.wait(timeout=10)
-
-
-@pytest.fixture
-def s3(endpoint: str) -> Any:
-    import boto3
-
-    return boto3.client("s3", endpoint_url=endpoint, region_name=REGION)
-
-
-@pytest.fixture
-def bucket(s3: Any) -> str:
-    name = f"vf-{uuid.uuid4().hex[:12]}"
-    s3.create_bucket(Bucket=name)
-    return name
-
-
-def _keys(s3: Any, bucket: str) -> list[str]:
-    listed = s3.list_objects_v2(Bucket=bucket)
-    return sorted(o["Key"] for o in listed.get("Contents", []))
-
-
-class _Recording:
-    """A boto3 client that records which S3 operations were asked of it."""
-
-    def __init__(self, client: Any) -> None:
-        self.client = client
-        self.calls: list[str] = []
-
-    def __getattr__(self, name: str) -> Any:
-        method = getattr(self.client, name)
-
-        def call(**kwargs: Any) -> Any:
-            self.calls.append(name)
-            return method(**kwargs)
-
-        return call
 
 
 def _store(endpoint: str, bucket: str, prefix: str = "", client: Any = None) -> Any:
@@ -143,7 +45,7 @@ def test_round_trip_missing_keys_and_uri(endpoint: str, bucket: str, s3: Any) ->
     store.put(thumb, b"\xff\xd8 a jpeg")
     assert store.exists(key)
     assert store.get(key) == b"original bytes"
-    assert _keys(s3, bucket) == [f"photos/{key}", f"photos/{thumb}"]
+    assert bucket_keys(s3, bucket) == [f"photos/{key}", f"photos/{thumb}"]
     head = s3.head_object(Bucket=bucket, Key=f"photos/{thumb}")
     assert head["ContentType"] == "image/jpeg"
     assert store.uri(key) == f"s3://{bucket}/photos/{key}"
@@ -153,13 +55,13 @@ def test_round_trip_missing_keys_and_uri(endpoint: str, bucket: str, s3: Any) ->
     assert not store.exists(key)
     with pytest.raises(NotFoundError):
         store.get(key)
-    assert _keys(s3, bucket) == [f"photos/{thumb}"]
+    assert bucket_keys(s3, bucket) == [f"photos/{thumb}"]
 
 
 def test_put_is_one_request_and_skips_an_object_of_the_same_size(
     endpoint: str, bucket: str, s3: Any
 ) -> None:
-    recording = _Recording(s3)
+    recording = Recording(s3)
     store = _store(endpoint, bucket, client=recording)
     key = preview_key(SHA)
     store.put(key, b"12345")
@@ -187,7 +89,7 @@ def test_put_is_one_request_and_skips_an_object_of_the_same_size(
 def test_bad_keys_are_refused_before_any_request(
     endpoint: str, bucket: str, s3: Any, key: str
 ) -> None:
-    recording = _Recording(s3)
+    recording = Recording(s3)
     store = _store(endpoint, bucket, client=recording)
     for call in (
         lambda: store.put(key, b"x"),
@@ -200,7 +102,7 @@ def test_bad_keys_are_refused_before_any_request(
         with pytest.raises(ValueError, match="invalid blob key"):
             call()
     assert recording.calls == []
-    assert _keys(s3, bucket) == []
+    assert bucket_keys(s3, bucket) == []
 
 
 def test_prefixes_isolate_stores_in_one_bucket(endpoint: str, bucket: str, s3: Any) -> None:
@@ -218,7 +120,7 @@ def test_prefixes_isolate_stores_in_one_bucket(endpoint: str, bucket: str, s3: A
     second.put(key, b"second")
     second.delete(key)
     assert first.get(key) == b"first"
-    assert _keys(s3, bucket) == [f"a/{key}"]
+    assert bucket_keys(s3, bucket) == [f"a/{key}"]
     with pytest.raises(StorageError, match="invalid S3 prefix"):
         _store(endpoint, bucket, "a/../b")
 
@@ -294,7 +196,7 @@ def test_library_over_http_keeps_its_files_in_s3(
         wait_processed(client, 3)  # the workers read every original back from S3
 
         shas = {hashlib.sha256(data).hexdigest(): data for data in (green, red, blue)}
-        assert _keys(s3, bucket) == sorted(
+        assert bucket_keys(s3, bucket) == sorted(
             f"lib/{make(sha)}"
             for sha in shas
             for make in (original_key, thumbnail_key, preview_key)
@@ -337,8 +239,8 @@ def test_library_over_http_keeps_its_files_in_s3(
 
         assert client.delete(f"/api/v1/assets/{ids[0]}").status_code == 204
         green_sha = hashlib.sha256(green).hexdigest()
-        assert not [k for k in _keys(s3, bucket) if green_sha in k]
-        assert len(_keys(s3, bucket)) == 6  # the other two assets keep their three objects
+        assert not [k for k in bucket_keys(s3, bucket) if green_sha in k]
+        assert len(bucket_keys(s3, bucket)) == 6  # the other two assets keep their three objects
 
         # An object lost behind the library's back is a 404 naming what is missing, not a 500.
         s3.delete_object(Bucket=bucket, Key=f"lib/{preview_key(hashlib.sha256(red).hexdigest())}")

@@ -127,11 +127,35 @@ class Settings(BaseSettings):
     import_roots: Annotated[list[Path], NoDecode] = Field(
         default_factory=list, validation_alias=_env("IMPORT_ROOTS")
     )  # server folders the API may ingest from (the CLI may ingest any folder)
+    import_buckets: Annotated[list[str], NoDecode] = Field(
+        default_factory=list, validation_alias=_env("IMPORT_BUCKETS")
+    )  # S3 buckets the API may index (s3://bucket/prefix); the CLI may index any bucket
     worker_threads: int = Field(1, ge=0, validation_alias=_env("WORKER_THREADS"))
     worker_batch_size: int = Field(32, ge=1, validation_alias=_env("WORKER_BATCH_SIZE"))
     task_max_attempts: int = Field(3, ge=1, validation_alias=_env("TASK_MAX_ATTEMPTS"))
     caption_assets: bool = Field(False, validation_alias=_env("CAPTION_ASSETS"))
     worker_lease_s: float = Field(600.0, gt=0, validation_alias=_env("WORKER_LEASE_S"))
+    # Where image vectors are searched: the embedded FAISS index in this process (the default),
+    # or a store every process shares: pgvector in the metadata PostgreSQL, or a Qdrant server
+    # (implied when seed 001's QDRANT_URL is set).
+    vector_store: Literal["embedded", "pgvector", "qdrant"] | None = Field(
+        None, validation_alias=_env("VECTOR_STORE")
+    )
+    qdrant_url: str | None = Field(None, validation_alias=_env("QDRANT_URL", "QDRANT_URL"))
+    qdrant_api_key: str | None = Field(
+        None, validation_alias=_env("QDRANT_API_KEY", "QDRANT_API_KEY")
+    )
+    qdrant_collection_prefix: str = Field(
+        "viewfinder", validation_alias=_env("QDRANT_COLLECTION_PREFIX")
+    )
+    # pgvector: index vectors as halfvec (half the index memory; exact float32 re-rank of the
+    # candidates), and below how many matching images a filtered search scans exactly.
+    pgvector_halfvec: bool = Field(False, validation_alias=_env("PGVECTOR_HALFVEC"))
+    pgvector_exact_below: int = Field(20_000, ge=0, validation_alias=_env("PGVECTOR_EXACT_BELOW"))
+    # Which background work this process's worker threads (or `viewfinder worker`) do.
+    worker_kinds: Annotated[list[str], NoDecode] = Field(
+        default_factory=list, validation_alias=_env("WORKER_KINDS")
+    )  # empty: every kind this library processes, and long jobs
     index_kind: Literal["hnsw", "exact"] = Field("hnsw", validation_alias=_env("INDEX_KIND"))
     index_save_interval_s: float = Field(30.0, ge=0, validation_alias=_env("INDEX_SAVE_INTERVAL_S"))
     kmeans_clusters: int = Field(
@@ -207,15 +231,32 @@ class Settings(BaseSettings):
         20, ge=1, validation_alias=_env("FACE_TRAINING_EPOCHS", "FACE_TRAINING_EPOCHS")
     )
 
-    @field_validator("preload", "fetch_allow_hosts", "import_roots", "cors_origins", mode="before")
+    @field_validator(
+        "preload",
+        "fetch_allow_hosts",
+        "import_roots",
+        "import_buckets",
+        "cors_origins",
+        "worker_kinds",
+        mode="before",
+    )
     @classmethod
     def _csv(cls, value: object) -> object:
         return _split_csv(value)
 
-    @field_validator("s3_bucket", "s3_endpoint_url", "s3_region", mode="before")
+    @field_validator(
+        "s3_bucket", "s3_endpoint_url", "s3_region", "qdrant_url", "qdrant_api_key", mode="before"
+    )
     @classmethod
     def _blank_is_unset(cls, value: object) -> object:
         return None if isinstance(value, str) and not value.strip() else value
+
+    @property
+    def vector_store_kind(self) -> Literal["embedded", "pgvector", "qdrant"]:
+        """The configured store; a QDRANT_URL alone (seed 001's configuration) means Qdrant."""
+        if self.vector_store is not None:
+            return self.vector_store
+        return "qdrant" if self.qdrant_url else "embedded"
 
     @property
     def model_cache_dir(self) -> Path:

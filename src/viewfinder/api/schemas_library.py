@@ -24,6 +24,8 @@ class AssetOut(BaseModel):
     captured_at: datetime | None
     created_at: datetime
     caption: str | None
+    # Where the original is read when it was indexed in place (s3://bucket/key); None: stored.
+    original_uri: str | None = None
     file_url: str
     thumbnail_url: str
     preview_url: str
@@ -45,6 +47,7 @@ class AssetOut(BaseModel):
             captured_at=asset.captured_at,
             created_at=asset.created_at,
             caption=asset.caption,
+            original_uri=asset.original_uri,
             file_url=str(request.url_for("asset_file", asset_id=asset.id)),
             thumbnail_url=str(request.url_for("asset_thumbnail", asset_id=asset.id)),
             preview_url=str(request.url_for("asset_preview", asset_id=asset.id)),
@@ -70,8 +73,16 @@ class UrlIngestIn(BaseModel):
 
 
 class FolderImportIn(BaseModel):
-    path: DbText = Field(description="A folder on the server, inside VIEWFINDER_IMPORT_ROOTS.")
+    path: DbText = Field(
+        description="A folder on the server, inside VIEWFINDER_IMPORT_ROOTS, or "
+        "s3://bucket/prefix for a bucket in VIEWFINDER_IMPORT_BUCKETS (indexed in place)."
+    )
     folder_prefix: str = ""
+    copy_originals: bool = Field(
+        False,
+        description="s3:// only: copy the originals into Viewfinder's storage instead of "
+        "reading them from the bucket.",
+    )
 
 
 class JobOut(BaseModel):

@@ -52,6 +52,15 @@ class ClassifierTrainer:
         save_report(self._store, reports)
         return reports
 
+    def train_from(
+        self, source: str | None = None, collection_ids: Sequence[int] | None = None
+    ) -> list[CollectionReport]:
+        """Train on seed 000 data at ``source`` (a folder or URL), else on the library's
+        collections (``collection_ids``; None: every one)."""
+        if source is not None:
+            return self.train(self.seed_sets(source))
+        return self.train(self.library_sets(collection_ids))
+
     # --- the library's collections -----------------------------------------------------------
 
     def library_sets(self, collection_ids: Sequence[int] | None = None) -> list[TrainingSet]:

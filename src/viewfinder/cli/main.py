@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import logging
 import sys
+import time
 from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
@@ -12,30 +14,25 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from viewfinder.analysis.results import Task
+from viewfinder.cli.common import fail, load_settings
+from viewfinder.cli.scale import vectors_app, worker
 from viewfinder.errors import InvalidInputError, ViewfinderError
-from viewfinder.settings import Settings
 from viewfinder.storage.atomic import write_atomically
 
 if TYPE_CHECKING:
     from viewfinder.container import Services
+    from viewfinder.library.ingest import FolderReport
     from viewfinder.library.library import Library
 
 app = typer.Typer(no_args_is_help=True, help="Viewfinder: self-hosted image intelligence.")
 models_app = typer.Typer(no_args_is_help=True, help="List and fetch the configured models.")
 app.add_typer(models_app, name="models")
+app.command()(worker)
+app.add_typer(vectors_app, name="vectors")
 
 
-def _settings() -> Settings:
-    try:
-        return Settings()
-    except ValueError as exc:
-        typer.echo(f"invalid configuration: {exc}", err=True)
-        raise typer.Exit(2) from None
-
-
-def _fail(error: Exception) -> typer.Exit:
-    typer.echo(f"error: {error}", err=True)
-    return typer.Exit(1)
+_settings = load_settings
+_fail = fail
 
 
 @app.command()
@@ -47,10 +44,14 @@ def serve(
     import uvicorn
 
     from viewfinder.api.app import create_app
+    from viewfinder.library.topology import shared_store_warning
     from viewfinder.logging_setup import configure_logging
 
     settings = _settings()
     configure_logging(settings.log_level)
+    warning = shared_store_warning(settings)
+    if warning:
+        logging.getLogger("viewfinder.serve").warning(warning)
     try:
         api = create_app(settings)
     except ViewfinderError as exc:
@@ -182,35 +183,62 @@ def db_upgrade() -> None:
 
 @app.command()
 def index(
-    path: Annotated[Path, typer.Argument(help="A folder of images (searched recursively).")],
+    source: Annotated[
+        str,
+        typer.Argument(
+            metavar="PATH",
+            help="A folder of images (searched recursively), or s3://bucket/prefix.",
+        ),
+    ],
     folder_prefix: Annotated[
         str, typer.Option(help="Prefix for the stored folder labels of these files.")
     ] = "",
     wait: Annotated[
         bool, typer.Option(help="Embed and index the new images before returning.")
     ] = True,
+    copy_originals: Annotated[
+        bool,
+        typer.Option(
+            "--copy",
+            help="s3:// only: copy the originals into storage instead of reading them "
+            "from the bucket.",
+        ),
+    ] = False,
 ) -> None:
-    """Ingest every image under PATH into the library (folder = path relative to PATH)."""
+    """Ingest every image under PATH into the library (folder = path relative to PATH). An
+    s3://bucket/prefix is indexed in place (folder = the key's directory, as seed 002 laid its
+    bucket out); objects indexed before are skipped without being downloaded."""
     from viewfinder.container import Services
     from viewfinder.library.ingest import iter_image_files
+    from viewfinder.storage.s3_source import is_s3_url, parse_s3_url
 
-    if not path.is_dir():
+    path = Path(source)
+    try:
+        location = parse_s3_url(source) if is_s3_url(source) else None
+    except ViewfinderError as exc:
+        raise _fail(exc) from None
+    if location is None and not path.is_dir():
         raise _fail(InvalidInputError(f"{path} is not a folder"))
     settings = _settings().model_copy(update={"worker_threads": 0})
     services = Services.build(settings, with_library=True)
     library = services.require_library()
     try:
         library.index.open()
-        total = sum(1 for _ in iter_image_files(path))
-        with typer.progressbar(length=total, label="ingest", file=sys.stderr) as bar:
-            state = {"seen": 0}
+        if location is not None:
+            report = library.buckets.ingest(
+                location, folder_prefix, copy=copy_originals, progress=_bucket_progress()
+            )
+        else:
+            total = sum(1 for _ in iter_image_files(path))
+            with typer.progressbar(length=total, label="ingest", file=sys.stderr) as bar:
+                state = {"seen": 0}
 
-            def advance(report: object) -> None:
-                seen = getattr(report, "seen", 0)
-                bar.update(seen - state["seen"])
-                state["seen"] = seen
+                def advance(report: object) -> None:
+                    seen = getattr(report, "seen", 0)
+                    bar.update(seen - state["seen"])
+                    state["seen"] = seen
 
-            report = library.ingest.ingest_folder(path, folder_prefix, advance)
+                report = library.ingest.ingest_folder(path, folder_prefix, advance)
         for relative, reason in report.skipped:
             typer.echo(f"skipped {relative}: {reason}", err=True)
         typer.echo(
@@ -218,11 +246,27 @@ def index(
         )
         if wait:
             library.worker.drain(timeout_s=float("inf"))
-            typer.echo(f"{len(library.index)} images indexed")
+            typer.echo(f"{library.index.count()} images indexed")
     except ViewfinderError as exc:
         raise _fail(exc) from None
     finally:
         services.close()
+
+
+def _bucket_progress(every_s: float = 2.0) -> Callable[[FolderReport], None]:
+    """A bucket's size is unknown until it is listed: a status line every few seconds."""
+    last = [time.monotonic()]
+
+    def show(report: FolderReport) -> None:
+        if time.monotonic() - last[0] >= every_s:
+            last[0] = time.monotonic()
+            typer.echo(
+                f"{report.seen} objects: {report.created} new, {report.existing} known, "
+                f"{len(report.skipped)} skipped",
+                err=True,
+            )
+
+    return show
 
 
 @app.command("train-classifiers")

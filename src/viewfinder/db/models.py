@@ -96,6 +96,9 @@ class Asset(Base):
     captured_at: Mapped[datetime | None] = mapped_column(index=True)
     created_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
     source_url: Mapped[str | None] = mapped_column(Text)
+    # Set when the original is read where it already was (``s3://bucket/key``) instead of
+    # copied into the blob store; None: the original is the blob ``original_key(sha256)``.
+    original_uri: Mapped[str | None] = mapped_column(Text, index=True)
     caption: Mapped[str | None] = mapped_column(Text)
 
 
@@ -149,6 +152,12 @@ class Job(Base):
     failed: Mapped[int] = mapped_column(Integer, default=0)
     error: Mapped[str | None] = mapped_column(Text)
     claimed_by: Mapped[str | None] = mapped_column(String(128))
+    # Claims that ended without a result (the worker died, or the job raised); the job fails
+    # once they reach the limit instead of killing worker after worker.
+    attempts: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    # Renewed by the running worker; a running job whose heartbeat is older than the lease
+    # belongs to a dead process and goes back to the queue.
+    heartbeat_at: Mapped[datetime | None]
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
 

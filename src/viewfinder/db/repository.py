@@ -13,7 +13,18 @@ from typing import Any, TypeVar
 
 import numpy as np
 from numpy.typing import NDArray
-from sqlalchemy import ColumnElement, Select, case, delete, func, select, update
+from sqlalchemy import (
+    ColumnElement,
+    Select,
+    String,
+    case,
+    cast,
+    delete,
+    func,
+    literal,
+    select,
+    update,
+)
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -143,16 +154,17 @@ def folders(s: Session) -> list[str]:
 # --- task queue -----------------------------------------------------------------------------------
 
 
-def claim_tasks(s: Session, kind: str, worker: str, limit: int) -> list[int]:
+def claim_tasks(s: Session, kind: str, claimant: str, limit: int) -> dict[int, int]:
     """Move up to ``limit`` pending tasks of ``kind`` (lowest asset id first) to running for
-    ``worker``; returns their asset ids, sorted.
+    ``claimant`` (a token unique to this claim: ``worker_name/random``); returns each claimed
+    asset id (ascending) with the attempts the task had already used.
 
     One UPDATE ... WHERE asset_id IN (candidates) RETURNING statement, atomic on both backends:
     PostgreSQL's candidates take ``FOR UPDATE SKIP LOCKED`` so concurrent claimers pass over each
     other's rows instead of queueing; SQLite runs the statement under its single write lock.
     Commit soon after claiming: on SQLite the write lock is held until then."""
     if limit <= 0:
-        return []
+        return {}
     now = utcnow()
     candidates = _claimable(
         s,
@@ -169,32 +181,62 @@ def claim_tasks(s: Session, kind: str, worker: str, limit: int) -> list[int]:
             AssetTask.state == TaskState.PENDING.value,
             AssetTask.asset_id.in_(candidates),
         )
-        .values(state=TaskState.RUNNING.value, claimed_by=worker, claimed_at=now, updated_at=now)
+        .values(state=TaskState.RUNNING.value, claimed_by=claimant, claimed_at=now, updated_at=now)
+        .returning(AssetTask.asset_id, AssetTask.attempts)
+        .execution_options(synchronize_session="fetch")
+    )
+    return dict(sorted((int(row[0]), int(row[1])) for row in s.execute(stmt)))
+
+
+def _owned(kind: str, claimant: str | None) -> list[ColumnElement[bool]]:
+    """Rows of ``kind`` still held by ``claimant``: a claim lost to a lease expiry (and maybe
+    taken by another worker since) no longer matches, so a late result is never written twice."""
+    if claimant is None:
+        return [AssetTask.kind == kind]
+    return [
+        AssetTask.kind == kind,
+        AssetTask.state == TaskState.RUNNING.value,
+        AssetTask.claimed_by == claimant,
+    ]
+
+
+def complete_tasks(
+    s: Session, asset_ids: Sequence[int], kind: str, claimant: str | None = None
+) -> list[int]:
+    """Mark tasks done in one statement; returns those that were (a task is missing when its
+    asset was deleted meanwhile, or when ``claimant`` no longer holds it)."""
+    if not asset_ids:
+        return []
+    stmt = (
+        update(AssetTask)
+        .where(*_owned(kind, claimant), AssetTask.asset_id.in_(list(asset_ids)))
+        .values(state=TaskState.DONE.value, last_error=None, updated_at=utcnow(), **_TASK_RESET)
         .returning(AssetTask.asset_id)
         .execution_options(synchronize_session="fetch")
     )
     return sorted(s.scalars(stmt))
 
 
-def complete_task(s: Session, asset_id: int, kind: str) -> bool:
-    """Mark a task done; False when there is no such task (its asset was deleted meanwhile)."""
-    stmt = (
-        update(AssetTask)
-        .where(AssetTask.asset_id == asset_id, AssetTask.kind == kind)
-        .values(state=TaskState.DONE.value, last_error=None, updated_at=utcnow())
-        .returning(AssetTask.asset_id)
-        .execution_options(synchronize_session="fetch")
-    )
-    return s.execute(stmt).first() is not None
+def complete_task(s: Session, asset_id: int, kind: str, claimant: str | None = None) -> bool:
+    """Mark one task done; False when there is no such task (or the claim was lost)."""
+    return bool(complete_tasks(s, [asset_id], kind, claimant))
 
 
-def fail_task(s: Session, asset_id: int, kind: str, error: str, max_attempts: int) -> str:
+def fail_task(
+    s: Session,
+    asset_id: int,
+    kind: str,
+    error: str,
+    max_attempts: int,
+    claimant: str | None = None,
+) -> str:
     """Record a failed attempt; the task goes back to pending while attempts < ``max_attempts``,
-    else to failed. Returns the new state. Raises ``LookupError`` when there is no such task."""
+    else to failed. Returns the new state. Raises ``LookupError`` when there is no such task (or
+    ``claimant`` no longer holds it)."""
     attempts = AssetTask.attempts + 1
     stmt = (
         update(AssetTask)
-        .where(AssetTask.asset_id == asset_id, AssetTask.kind == kind)
+        .where(AssetTask.asset_id == asset_id, *_owned(kind, claimant))
         .values(
             attempts=attempts,
             state=case(
@@ -209,20 +251,34 @@ def fail_task(s: Session, asset_id: int, kind: str, error: str, max_attempts: in
     )
     state = s.scalars(stmt).first()
     if state is None:
-        raise LookupError(f"no {kind!r} task for asset {asset_id}")
+        raise LookupError(f"no {kind!r} task for asset {asset_id} held by {claimant or 'anyone'}")
     return state
 
 
-def requeue_stale(s: Session, kind: str, older_than: datetime) -> int:
-    """Running tasks claimed before ``older_than`` go back to pending (their worker died);
-    returns how many. Attempts are not counted: the task itself did not fail."""
+def renew_claims(s: Session, kind: str, claimant: str) -> int:
+    """Refresh the lease of every task ``claimant`` still holds; returns how many."""
+    now = utcnow()
     stmt = (
         update(AssetTask)
-        .where(
-            AssetTask.kind == kind,
-            AssetTask.state == TaskState.RUNNING.value,
-            AssetTask.claimed_at < older_than,
-        )
+        .where(*_owned(kind, claimant))
+        .values(claimed_at=now, updated_at=now)
+        .returning(AssetTask.asset_id)
+        .execution_options(synchronize_session="fetch")
+    )
+    return len(s.scalars(stmt).all())
+
+
+def release_tasks(
+    s: Session, kind: str, claimant: str, asset_ids: Sequence[int] | None = None
+) -> int:
+    """Give tasks ``claimant`` holds (all, or these) back to pending without counting an
+    attempt: the work was not tried (a store that failed, a batch split, a shutdown)."""
+    conditions = _owned(kind, claimant)
+    if asset_ids is not None:
+        conditions.append(AssetTask.asset_id.in_(list(asset_ids)))
+    stmt = (
+        update(AssetTask)
+        .where(*conditions)
         .values(state=TaskState.PENDING.value, updated_at=utcnow(), **_TASK_RESET)
         .returning(AssetTask.asset_id)
         .execution_options(synchronize_session="fetch")
@@ -230,11 +286,48 @@ def requeue_stale(s: Session, kind: str, older_than: datetime) -> int:
     return len(s.scalars(stmt).all())
 
 
-def requeue_worker(s: Session, worker: str) -> int:
-    """Every running task of ``worker`` (any kind) goes back to pending; returns how many."""
+def requeue_stale(s: Session, kind: str, older_than: datetime, max_attempts: int) -> int:
+    """Running tasks whose lease was last renewed before ``older_than`` belong to a worker that
+    died (or hangs): each such claim counts as an attempt, since the task may be what killed it
+    (a batch that runs out of memory); under ``max_attempts`` it goes back to pending, at the
+    limit it fails with that reason instead of killing worker after worker. Returns how many
+    went back to pending or failed."""
+    attempts = AssetTask.attempts + 1
     stmt = (
         update(AssetTask)
-        .where(AssetTask.state == TaskState.RUNNING.value, AssetTask.claimed_by == worker)
+        .where(
+            AssetTask.kind == kind,
+            AssetTask.state == TaskState.RUNNING.value,
+            AssetTask.claimed_at < older_than,
+        )
+        .values(
+            attempts=attempts,
+            state=case(
+                (attempts < max_attempts, TaskState.PENDING.value), else_=TaskState.FAILED.value
+            ),
+            last_error=literal("its worker ")
+            + AssetTask.claimed_by
+            + literal(" stopped while processing it"),
+            updated_at=utcnow(),
+            **_TASK_RESET,
+        )
+        .returning(AssetTask.asset_id)
+        .execution_options(synchronize_session="fetch")
+    )
+    return len(s.scalars(stmt).all())
+
+
+def release_worker(s: Session, kind: str, worker: str) -> int:
+    """Every running task of ``kind`` held by any claim of ``worker`` (``worker/...``) goes
+    back to pending without counting an attempt; returns how many. For a worker that stops
+    cleanly and hands back what it could not finish."""
+    stmt = (
+        update(AssetTask)
+        .where(
+            AssetTask.kind == kind,
+            AssetTask.state == TaskState.RUNNING.value,
+            func.substr(AssetTask.claimed_by, 1, len(worker) + 1) == worker + "/",
+        )
         .values(state=TaskState.PENDING.value, updated_at=utcnow(), **_TASK_RESET)
         .returning(AssetTask.asset_id)
         .execution_options(synchronize_session="fetch")
@@ -347,8 +440,11 @@ def count_embeddings(s: Session, model: str) -> int:
 
 
 # --- jobs -----------------------------------------------------------------------------------------
-
-_JOB_FIELDS = frozenset(Job.__table__.columns.keys()) - {"id"}
+#
+# A job is pending until a worker claims it (running, ``claimed_by`` = the claim's token,
+# ``heartbeat_at`` renewed while it runs), then done or failed. Every write a worker makes to a
+# claimed job is fenced on its token: once the job was handed back or requeued, the old claim's
+# writes change nothing.
 
 
 def create_job(s: Session, kind: str, params: Mapping[str, Any], total: int = 0) -> Job:
@@ -360,6 +456,7 @@ def create_job(s: Session, kind: str, params: Mapping[str, Any], total: int = 0)
         total=total,
         done=0,
         failed=0,
+        attempts=0,
     )
     s.add(job)
     s.flush()
@@ -367,7 +464,8 @@ def create_job(s: Session, kind: str, params: Mapping[str, Any], total: int = 0)
 
 
 def get_job(s: Session, job_id: str) -> Job | None:
-    return s.get(Job, job_id)
+    """The job as the database has it now (not a stale copy from this session)."""
+    return s.get(Job, job_id, populate_existing=True)
 
 
 def list_jobs(s: Session, kind: str | None = None, limit: int = 50) -> list[Job]:
@@ -378,35 +476,9 @@ def list_jobs(s: Session, kind: str | None = None, limit: int = 50) -> list[Job]
     return list(s.scalars(stmt))
 
 
-def update_job(s: Session, job_id: str, **fields: Any) -> Job | None:
-    """Set columns of a job (``state``, ``done``, ``result``...); None when it does not exist.
-
-    For counters that several workers bump at once, use ``add_job_progress`` instead."""
-    unknown = fields.keys() - _JOB_FIELDS
-    if unknown:
-        raise TypeError(f"jobs have no field(s) {sorted(unknown)}")
-    job = s.get(Job, job_id)
-    if job is None:
-        return None
-    for name, value in fields.items():
-        setattr(job, name, value)
-    s.flush()
-    return job
-
-
-def add_job_progress(s: Session, job_id: str, *, done: int = 0, failed: int = 0) -> None:
-    """Add to a job's counters in SQL, so concurrent workers never lose each other's counts."""
-    stmt = (
-        update(Job)
-        .where(Job.id == job_id)
-        .values(done=Job.done + done, failed=Job.failed + failed, updated_at=utcnow())
-        .execution_options(synchronize_session="fetch")
-    )
-    s.execute(stmt)
-
-
 def claim_job(s: Session, kinds: Sequence[str], worker: str) -> Job | None:
-    """Move the oldest pending job of one of ``kinds`` to running for ``worker``; None if none.
+    """Move the oldest pending job of one of ``kinds`` to running for ``worker``, with a fresh
+    heartbeat; None if none.
 
     Same pattern as ``claim_tasks``: SKIP LOCKED on PostgreSQL, one atomic UPDATE on SQLite."""
     if not kinds:
@@ -419,10 +491,11 @@ def claim_job(s: Session, kinds: Sequence[str], worker: str) -> Job | None:
         .limit(1)
         .with_for_update(skip_locked=True),
     )
+    now = utcnow()
     stmt = (
         update(Job)
         .where(Job.state == TaskState.PENDING.value, Job.id.in_(candidate))
-        .values(state=TaskState.RUNNING.value, claimed_by=worker, updated_at=utcnow())
+        .values(state=TaskState.RUNNING.value, claimed_by=worker, heartbeat_at=now, updated_at=now)
         .returning(Job.id)
         .execution_options(synchronize_session="fetch")
     )
@@ -430,6 +503,107 @@ def claim_job(s: Session, kinds: Sequence[str], worker: str) -> Job | None:
     if job_id is None:
         return None
     return s.get(Job, job_id, populate_existing=True)
+
+
+def heartbeat_job(s: Session, job_id: str, worker: str, **progress: int) -> bool:
+    """Renew the heartbeat of a job ``worker`` holds, and set the progress counters given
+    (``done``, ``failed``, ``total``); False when ``worker`` no longer holds it."""
+    unknown = progress.keys() - {"done", "failed", "total"}
+    if unknown:
+        raise TypeError(f"jobs have no progress counter(s) {sorted(unknown)}")
+    return _update_claimed(s, job_id, worker, heartbeat_at=utcnow(), **progress)
+
+
+def finish_job(s: Session, job_id: str, worker: str, result: Mapping[str, Any]) -> bool:
+    """Record the result of a job ``worker`` holds; False when it no longer holds it."""
+    return _update_claimed(
+        s, job_id, worker, state=TaskState.DONE.value, result=dict(result), error=None
+    )
+
+
+def fail_job(s: Session, job_id: str, worker: str, error: str, max_attempts: int) -> str | None:
+    """Record a failed attempt of a job ``worker`` holds: back to pending while attempts <
+    ``max_attempts``, else failed. Returns the new state; None when it no longer holds it."""
+    attempts = Job.attempts + 1
+    stmt = (
+        update(Job)
+        .where(*_held(job_id, worker))
+        .values(
+            attempts=attempts,
+            state=case(
+                (attempts < max_attempts, TaskState.PENDING.value), else_=TaskState.FAILED.value
+            ),
+            error=error[:MAX_ERROR_CHARS],
+            updated_at=utcnow(),
+        )
+        .returning(Job.state)
+        .execution_options(synchronize_session="fetch")
+    )
+    return s.scalars(stmt).first()
+
+
+def release_job(s: Session, job_id: str, worker: str) -> bool:
+    """Hand back a job ``worker`` holds but will not finish (it is stopping): pending again, no
+    attempt counted. False when it no longer holds it."""
+    return _update_claimed(
+        s, job_id, worker, state=TaskState.PENDING.value, claimed_by=None, heartbeat_at=None
+    )
+
+
+def requeue_stale_jobs(s: Session, older_than: datetime, max_attempts: int) -> tuple[int, int]:
+    """Running jobs whose heartbeat is older than ``older_than`` lost their worker: each counts
+    an attempt and goes back to pending, or fails once attempts reach ``max_attempts`` (so a job
+    that kills its worker does not kill worker after worker). Returns (requeued, failed).
+
+    A running job with no heartbeat at all (claimed before heartbeats existed) is judged by its
+    ``updated_at``."""
+    stale = (
+        Job.state == TaskState.RUNNING.value,
+        func.coalesce(Job.heartbeat_at, Job.updated_at) < older_than,
+    )
+    attempts = Job.attempts + 1
+    reason = (
+        literal("its worker stopped responding (", String)
+        + cast(attempts, String)
+        + literal(" attempts)", String)
+    )
+    failed = s.execute(
+        update(Job)
+        .where(*stale, attempts >= max_attempts)
+        .values(state=TaskState.FAILED.value, attempts=attempts, error=reason, updated_at=utcnow())
+        .returning(Job.id)
+        .execution_options(synchronize_session="fetch")
+    ).all()
+    requeued = s.execute(
+        update(Job)
+        .where(*stale)
+        .values(
+            state=TaskState.PENDING.value,
+            attempts=attempts,
+            claimed_by=None,
+            heartbeat_at=None,
+            updated_at=utcnow(),
+        )
+        .returning(Job.id)
+        .execution_options(synchronize_session="fetch")
+    ).all()
+    return len(requeued), len(failed)
+
+
+def _held(job_id: str, worker: str) -> tuple[ColumnElement[bool], ...]:
+    """The job, while it is running under ``worker``'s claim."""
+    return (Job.id == job_id, Job.state == TaskState.RUNNING.value, Job.claimed_by == worker)
+
+
+def _update_claimed(s: Session, job_id: str, worker: str, **values: Any) -> bool:
+    stmt = (
+        update(Job)
+        .where(*_held(job_id, worker))
+        .values(updated_at=utcnow(), **values)
+        .returning(Job.id)
+        .execution_options(synchronize_session="fetch")
+    )
+    return s.execute(stmt).first() is not None
 
 
 # --- helpers --------------------------------------------------------------------------------------

@@ -10,7 +10,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from viewfinder.db import repository as repo
 from viewfinder.library.processing import CLIP_MODEL
-from viewfinder.library.vectors import LibraryIndex
+from viewfinder.library.stores import VectorStore
 
 NEIGHBOURS = 8
 
@@ -22,7 +22,7 @@ class DuplicateGroup:
 
 
 class DuplicateFinder:
-    def __init__(self, sessions: sessionmaker[Session], index: LibraryIndex) -> None:
+    def __init__(self, sessions: sessionmaker[Session], index: VectorStore) -> None:
         self._sessions = sessions
         self._index = index
 

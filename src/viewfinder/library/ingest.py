@@ -102,15 +102,22 @@ class IngestService:
         self._on_new_assets = on_new_assets
 
     def ingest_bytes(
-        self, data: bytes, filename: str, folder: str = "", source_url: str | None = None
+        self,
+        data: bytes,
+        filename: str,
+        folder: str = "",
+        source_url: str | None = None,
+        original_uri: str | None = None,
     ) -> IngestResult:
-        """Store one image; non-images raise InvalidImageError and leave nothing behind."""
+        """Store one image; non-images raise InvalidImageError and leave nothing behind. With
+        ``original_uri`` (``s3://bucket/key``) the original stays there: only its thumbnail and
+        preview are stored, and it is read from there when needed."""
         folder = clean_folder(folder)
         sha = hashlib.sha256(data).hexdigest()
         existing = self._existing(sha)
         if existing is not None:
             return IngestResult(existing, created=False)
-        return self._store(self._prepare(data, sha, filename), folder, source_url)
+        return self._store(self._prepare(data, sha, filename), folder, source_url, original_uri)
 
     def ingest_many(self, files: list[tuple[str, bytes]], folder: str = "") -> list[IngestResult]:
         """Store several uploaded images, all or none as far as the input goes: every new file is
@@ -153,9 +160,16 @@ class IngestService:
             preview=jpeg_of(image, PREVIEW_SIZE),
         )
 
-    def _store(self, item: PreparedImage, folder: str, source_url: str | None) -> IngestResult:
+    def _store(
+        self,
+        item: PreparedImage,
+        folder: str,
+        source_url: str | None,
+        original_uri: str | None = None,
+    ) -> IngestResult:
         sha = item.sha256
-        self._blobs.put(original_key(sha), item.data)
+        if original_uri is None:
+            self._blobs.put(original_key(sha), item.data)
         self._blobs.put(thumbnail_key(sha), item.thumbnail)
         self._blobs.put(preview_key(sha), item.preview)
         asset = Asset(
@@ -168,6 +182,7 @@ class IngestService:
             height=item.height,
             captured_at=item.facts.captured_at,
             source_url=source_url,
+            original_uri=original_uri,
         )
         try:
             with self._sessions.begin() as session:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
@@ -18,13 +18,16 @@ from viewfinder.db.engine import (
     sqlite_url_for,
 )
 from viewfinder.db.migrate import upgrade
+from viewfinder.errors import InvalidInputError
 from viewfinder.faces.indexing import FaceProcessor, FaceThresholds
 from viewfinder.faces.people import PeopleService
 from viewfinder.imaging.fetch import FetchPolicy
+from viewfinder.library.bucket_import import BucketImporter
 from viewfinder.library.clusters import ClusterService
 from viewfinder.library.duplicates import DuplicateFinder
 from viewfinder.library.ingest import IngestService
-from viewfinder.library.jobs import JobRunner
+from viewfinder.library.job_kinds import JOB_KINDS
+from viewfinder.library.jobs import JOBS_KIND, JobRunner
 from viewfinder.library.processing import (
     CLIP_MODEL,
     CaptionProcessor,
@@ -33,10 +36,12 @@ from viewfinder.library.processing import (
     TaskWorker,
 )
 from viewfinder.library.search import SearchService
-from viewfinder.library.vectors import LibraryIndex
+from viewfinder.library.stores import VectorStore, open_vector_store
 from viewfinder.runtime.pool import ModelPool
 from viewfinder.settings import Settings
 from viewfinder.storage.blobs import BlobStore, LocalBlobStore
+from viewfinder.storage.originals import Originals
+from viewfinder.storage.s3_source import S3Objects
 
 log = logging.getLogger(__name__)
 
@@ -64,16 +69,18 @@ class Library:
     engine: Engine
     sessions: sessionmaker[Session]
     blobs: BlobStore
-    index: LibraryIndex
+    index: VectorStore  # the image vectors search reads (embedded, pgvector or Qdrant)
     worker: TaskWorker  # embeddings: what search and clusters wait for
     workers: list[TaskWorker]  # every kind this library processes
     ingest: IngestService
     search: SearchService
     clusters: ClusterService
     duplicates: DuplicateFinder
-    jobs: JobRunner
+    jobs: JobRunner[Library] = field(init=False)  # long jobs, built from the fields above
     trainer: ClassifierTrainer
     people: PeopleService
+    originals: Originals  # where each original is read: the blob store, or a bucket in place
+    buckets: BucketImporter  # indexing s3://bucket/prefix in place
 
     @classmethod
     def open(cls, settings: Settings, pool: ModelPool, classifiers: ClassifierStore) -> Library:
@@ -83,13 +90,10 @@ class Library:
         engine = make_engine(url)
         upgrade(engine)
         sessions = make_session_factory(engine)
-        index = LibraryIndex(
-            settings.index_path,
-            CLIP_MODEL,
-            sessions,
-            kind=settings.index_kind,
-            save_interval_s=settings.index_save_interval_s,
-        )
+        # Buckets indexed in place are read with the blob store's S3 settings, on first use.
+        objects = S3Objects(settings.s3_endpoint_url, settings.s3_region)
+        originals = Originals(blobs, objects, settings.max_download_bytes)
+        index = open_vector_store(settings, engine, sessions, CLIP_MODEL)
         processors: list[TaskProcessor] = [EmbeddingProcessor(pool, index)]
         if settings.caption_assets:
             processors.append(CaptionProcessor(pool))
@@ -103,6 +107,8 @@ class Library:
                 batch_size=settings.worker_batch_size,
                 max_attempts=settings.task_max_attempts,
                 max_image_pixels=settings.max_image_pixels,
+                originals=originals,
+                lease_s=settings.worker_lease_s,
             )
             for processor in processors
         ]
@@ -131,28 +137,59 @@ class Library:
             SearchService(sessions, pool, index),
             ClusterService(sessions, settings.kmeans_clusters, settings.kmeans_batch_size),
             DuplicateFinder(sessions, index),
-            JobRunner(sessions),
             ClassifierTrainer(sessions, classifiers, FetchPolicy.from_settings(settings)),
             PeopleService(sessions),
+            originals,
+            BucketImporter(sessions, ingest, objects, settings.max_download_bytes),
+        )
+
+    def __post_init__(self) -> None:
+        self.jobs = JobRunner(
+            self.sessions,
+            JOB_KINDS,
+            self,
+            lease_s=self.settings.worker_lease_s,
+            max_attempts=self.settings.task_max_attempts,
         )
 
     def worker_for(self, kind: str) -> TaskWorker | None:
         """The worker of one task kind; None when this library does not process that kind."""
         return next((w for w in self.workers if w.kind == kind), None)
 
+    @property
+    def work_kinds(self) -> list[str]:
+        """Every kind of background work this library has: its task kinds, and long jobs."""
+        return [w.kind for w in self.workers] + [JOBS_KIND]
+
+    def chosen_kinds(self) -> list[str]:
+        """The kinds this process works on (``VIEWFINDER_WORKER_KINDS``; empty: all)."""
+        wanted = self.settings.worker_kinds or self.work_kinds
+        unknown = sorted(set(wanted) - set(self.work_kinds))
+        if unknown:
+            raise InvalidInputError(
+                f"unknown worker kinds {unknown}; this library has {self.work_kinds} "
+                "(captions need VIEWFINDER_CAPTION_ASSETS=1, faces VIEWFINDER_FACES=1)"
+            )
+        return [kind for kind in self.work_kinds if kind in wanted]
+
     def start(self) -> None:
-        """Bring the vector index in step with the database, then start the workers."""
+        """Bring the vector store in step with the database, then start the chosen workers."""
+        kinds = self.chosen_kinds()
         self.index.open()
-        if self.settings.worker_threads:
-            # The embedded SQLite default has one process, so every running task at start is an
-            # orphan; a shared PostgreSQL has other live workers, whose claims get a lease.
-            lease = 0.0 if is_sqlite(self.engine) else self.settings.worker_lease_s
-            for worker in self.workers:
+        if not self.settings.worker_threads:
+            return
+        # The embedded SQLite default has one process, so every running task at start is an
+        # orphan; a shared PostgreSQL has other live workers, whose claims have a lease.
+        lease = 0.0 if is_sqlite(self.engine) else self.settings.worker_lease_s
+        for worker in self.workers:
+            if worker.kind in kinds:
                 worker.start(self.settings.worker_threads, lease)
+        if JOBS_KIND in kinds:
+            self.jobs.start(self.settings.worker_threads, orphan_lease_s=lease)
 
     def close(self) -> None:
-        self.jobs.close()
+        self.jobs.stop()  # running jobs: finished within a short grace, else handed back
         for worker in self.workers:
             worker.stop()
-        self.index.save()
+        self.index.close()
         self.engine.dispose()

@@ -11,7 +11,9 @@ import os
 import socket
 import threading
 import time
-from collections.abc import Sequence
+import uuid
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
@@ -23,10 +25,11 @@ from viewfinder.db import repository as repo
 from viewfinder.db.models import Asset, TaskState
 from viewfinder.errors import ModelUnavailableError, OverloadedError
 from viewfinder.imaging.decode import decode_image
-from viewfinder.library.vectors import LibraryIndex
+from viewfinder.library.stores import VectorStore
 from viewfinder.models.caption import CaptionRequest
 from viewfinder.runtime.pool import LoadedModel, ModelPool
-from viewfinder.storage.blobs import BlobStore, original_key
+from viewfinder.storage.blobs import BlobStore
+from viewfinder.storage.originals import Originals
 
 log = logging.getLogger(__name__)
 
@@ -73,11 +76,12 @@ class TaskProcessor(Protocol):
 
 
 class EmbeddingProcessor:
-    """CLIP image embeddings, stored in the database and added to the vector index."""
+    """CLIP image embeddings, stored in the database and written to the vector store (in the
+    same transaction for pgvector, after the commit for the others)."""
 
     kind = EMBED_TASK
 
-    def __init__(self, pool: ModelPool, index: LibraryIndex) -> None:
+    def __init__(self, pool: ModelPool, index: VectorStore) -> None:
         self._pool = pool
         self._index = index
 
@@ -91,6 +95,7 @@ class EmbeddingProcessor:
 
     def store(self, session: Session, asset_id: int, result: Any) -> None:
         repo.put_embedding(session, asset_id, CLIP_MODEL, result)
+        self._index.write(session, np.array([asset_id], dtype=np.int64), result[np.newaxis, :])
 
     def after_commit(self, results: dict[int, Any]) -> None:
         if results:
@@ -134,16 +139,21 @@ class TaskWorker:
         max_attempts: int = 3,
         poll_interval_s: float = 2.0,
         max_image_pixels: int = 50_000_000,
+        originals: Originals | None = None,  # where originals are read: blobs, or in place
+        lease_s: float = 600.0,
     ) -> None:
         self.processor = processor
         self.kind = processor.kind
         self._sessions = sessions
         self._blobs = blobs
+        self._originals = originals or Originals(blobs)
         self._batch_size = batch_size
         self._max_attempts = max_attempts
         self._poll_interval_s = poll_interval_s
         self._max_pixels = max_image_pixels
         self.name = worker_name()
+        self.lease_s = lease_s  # a claim not renewed for this long belongs to a dead worker
+        self._next_recovery = 0.0
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
@@ -151,49 +161,104 @@ class TaskWorker:
     # --- one batch ----------------------------------------------------------------------------
 
     def process_batch(self) -> int:
-        """Claim, compute and store up to one batch; returns how many tasks it settled."""
+        """Claim, compute and store up to one batch; returns how many tasks it settled.
+
+        A task that has used attempts already (its last batch failed, or killed its worker) is
+        run alone: the rest of its claim goes straight back, so one poisonous image costs at
+        most ``max_attempts`` single-item runs and never takes a batch of others down with it.
+        While the batch runs its lease is renewed; a result whose claim was lost meanwhile (the
+        lease expired and another worker took the task) is dropped, never written twice."""
+        claimant = f"{self.name}/{uuid.uuid4().hex[:8]}"
         with self._sessions.begin() as session:
-            claimed = repo.claim_tasks(session, self.kind, self.name, self._batch_size)
+            claimed = repo.claim_tasks(session, self.kind, claimant, self._batch_size)
+            retried = [i for i, attempts in claimed.items() if attempts > 0]
+            if retried and len(claimed) > 1:
+                alone = retried[0]
+                repo.release_tasks(session, self.kind, claimant, [i for i in claimed if i != alone])
+                claimed = {alone: claimed[alone]}
         if not claimed:
             return 0
-        images, errors = self._load(claimed)
         try:
-            results = self.processor.compute(images) if images else {}
-        except TRANSIENT:
+            with self._renewing(claimant):
+                results, errors = self._compute(list(claimed))
+            self._settle(claimant, results, errors)
+        except BaseException:
+            # Nothing was stored: the tasks go back now, not after a lease expires. (A worker
+            # killed outright cannot do this; its lease expiring does it, counting an attempt.)
             with self._sessions.begin() as session:
-                for asset_id in claimed:
-                    repo.enqueue_task(session, asset_id, self.kind)
+                repo.release_tasks(session, self.kind, claimant)
             raise
+        return len(claimed)
+
+    def _compute(self, asset_ids: list[int]) -> tuple[dict[int, Any], dict[int, str]]:
+        images, errors = self._load(asset_ids)
+        results = self.processor.compute(images) if images else {}
         for asset_id, result in list(results.items()):
             if isinstance(result, Exception):
                 errors[asset_id] = f"{self.kind} failed: {result}"
                 del results[asset_id]
+        return results, errors
+
+    def _settle(self, claimant: str, results: dict[int, Any], errors: dict[int, str]) -> None:
+        """Store the results and record the failures in one transaction, then tell the
+        processor (the vector stores that write after the commit)."""
         with self._sessions.begin() as session:
-            for asset_id, result in list(results.items()):
-                # complete_task is False when the asset was deleted meanwhile (its task went
-                # with it): then there is nothing to store the result for.
-                if repo.complete_task(session, asset_id, self.kind):
-                    self.processor.store(session, asset_id, result)
+            # Missing from ``done``: the asset was deleted meanwhile (its task went with it) or
+            # the claim was lost; either way there is nothing to store.
+            done = set(repo.complete_tasks(session, list(results), self.kind, claimant))
+            for asset_id in list(results):
+                if asset_id in done:
+                    self.processor.store(session, asset_id, results[asset_id])
                 else:
                     del results[asset_id]
             for asset_id, error in errors.items():
-                state = repo.fail_task(session, asset_id, self.kind, error, self._max_attempts)
+                try:
+                    state = repo.fail_task(
+                        session, asset_id, self.kind, error, self._max_attempts, claimant
+                    )
+                except LookupError:
+                    continue
                 log.warning("asset %d: %s (task now %s)", asset_id, error, state)
         self.processor.after_commit(results)
-        return len(claimed)
+
+    @contextmanager
+    def _renewing(self, claimant: str) -> Iterator[None]:
+        """Renew the claim's lease every third of it while the block runs, so a long batch is
+        not taken for the work of a dead worker."""
+        done = threading.Event()
+
+        def renew() -> None:
+            while not done.wait(self.lease_s / 3):
+                try:
+                    with self._sessions.begin() as session:
+                        repo.renew_claims(session, self.kind, claimant)
+                except Exception:
+                    log.warning("could not renew the lease of %s", claimant, exc_info=True)
+
+        renewer = threading.Thread(target=renew, name=f"{self.kind}-lease", daemon=True)
+        renewer.start()
+        try:
+            yield
+        finally:
+            done.set()
+            renewer.join()
 
     def _load(self, asset_ids: Sequence[int]) -> tuple[dict[int, Image.Image], dict[int, str]]:
         with self._sessions() as session:
-            shas = {i: a.sha256 for i in asset_ids if (a := repo.get_asset(session, i)) is not None}
+            found = {
+                i: (a.sha256, a.original_uri)
+                for i in asset_ids
+                if (a := repo.get_asset(session, i)) is not None
+            }
         images: dict[int, Image.Image] = {}
         errors: dict[int, str] = {}
         for asset_id in asset_ids:
-            if asset_id not in shas:
+            if asset_id not in found:
                 continue  # deleted meanwhile; its task went with it
             try:
                 # The original, decoded exactly as a query upload is, so the same bytes give
                 # the same vector (a lossy preview would put an identical upload at distance > 0).
-                data = self._blobs.get(original_key(shas[asset_id]))
+                data = self._originals.read(*found[asset_id])
                 images[asset_id] = decode_image(data, self._max_pixels)
             except Exception as exc:  # noqa: BLE001 - recorded on the asset, never blocks others
                 errors[asset_id] = f"cannot read image: {exc}"
@@ -202,16 +267,23 @@ class TaskWorker:
     # --- the loop -----------------------------------------------------------------------------
 
     def recover(self, lease_s: float) -> int:
-        """Give back tasks left running by a process that died: those claimed more than
-        ``lease_s`` ago (0: every running task, right for the embedded single process)."""
+        """Take back tasks whose worker died: those whose lease was last renewed more than
+        ``lease_s`` ago (0: every running task, right for the embedded single process at
+        start). Each counts as an attempt (see ``repo.requeue_stale``)."""
         with self._sessions.begin() as session:
             older_than = datetime.now(UTC) - timedelta(seconds=lease_s)
-            return repo.requeue_stale(session, self.kind, older_than)
+            return repo.requeue_stale(session, self.kind, older_than, self._max_attempts)
 
-    def start(self, threads: int = 1, lease_s: float = 0.0) -> None:
-        recovered = self.recover(lease_s)
+    def start(self, threads: int = 1, orphan_lease_s: float = 0.0) -> None:
+        """Start ``threads`` claiming threads, after taking back the tasks of dead workers
+        (``orphan_lease_s``: 0 in the embedded single process, where every running task at start
+        is an orphan; the lease where other live workers share the queue). While they run,
+        every live worker keeps taking back claims whose lease expired."""
+        recovered = self.recover(orphan_lease_s)
         if recovered:
             log.info("requeued %d interrupted %s tasks", recovered, self.kind)
+        self._stop.clear()
+        self._next_recovery = time.monotonic() + self.lease_s / 4
         for n in range(threads):
             thread = threading.Thread(
                 target=self._loop, name=f"{self.kind}-worker-{n}", daemon=True
@@ -223,11 +295,17 @@ class TaskWorker:
         self._wake.set()
 
     def stop(self) -> None:
+        """Stop claiming; a batch in progress finishes and is stored. Then anything this
+        process still holds (a thread that could not finish) goes back to the queue."""
         self._stop.set()
         self._wake.set()
         for thread in self._threads:
             thread.join()
         self._threads.clear()
+        with self._sessions.begin() as session:
+            handed_back = repo.release_worker(session, self.kind, self.name)
+        if handed_back:
+            log.info("handed back %d %s tasks", handed_back, self.kind)
 
     def drain(self, timeout_s: float) -> bool:
         """Return once no work of this kind is pending or running (False on timeout). With
@@ -247,6 +325,7 @@ class TaskWorker:
 
     def _loop(self) -> None:
         while not self._stop.is_set():
+            self._recover_if_due()
             try:
                 settled = self.process_batch()
             except TRANSIENT as exc:
@@ -260,3 +339,18 @@ class TaskWorker:
             if settled == 0:
                 self._wake.wait(self._poll_interval_s)
                 self._wake.clear()
+
+    def _recover_if_due(self) -> None:
+        """Every quarter lease, take back the claims of dead workers (any live worker does it;
+        the UPDATE is idempotent, so several doing it at once is harmless)."""
+        now = time.monotonic()
+        if now < self._next_recovery:
+            return
+        self._next_recovery = now + self.lease_s / 4
+        try:
+            recovered = self.recover(self.lease_s)
+        except Exception:
+            log.warning("could not check for expired %s leases", self.kind, exc_info=True)
+            return
+        if recovered:
+            log.warning("took back %d %s tasks of a worker that stopped", recovered, self.kind)

@@ -1,24 +1,24 @@
 """Search the library by meaning: text -> image (CLIP text tower), image -> image (an upload or a
-stored asset). Filters are turned into the set of allowed ids and applied inside the vector search,
-so a filtered query still returns k hits when k matching assets exist."""
+stored asset). Filters are applied inside the vector store's search (see ``library.filters``), so a
+filtered query still returns k hits when k matching assets exist."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
 
 import numpy as np
 from numpy.typing import NDArray
 from PIL import Image
-from sqlalchemy import func, select
+from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from viewfinder.db import repository as repo
-from viewfinder.db.models import Asset, Face
+from viewfinder.db.models import Asset
 from viewfinder.errors import InvalidInputError, NotFoundError
 from viewfinder.library.captions import caption_matches
+from viewfinder.library.filters import SearchFilters, asset_conditions
 from viewfinder.library.processing import CLIP_MODEL
-from viewfinder.library.vectors import LibraryIndex
+from viewfinder.library.stores import VectorStore
 from viewfinder.runtime.pool import ModelPool
 
 MAX_QUERY_CHARS = 1000
@@ -26,20 +26,6 @@ MAX_RESULTS = 1000
 # A caption naming every word of the query lifts a hit by this much: about the spread between a
 # good and a mediocre CLIP text-image match, so captions reorder close calls, not everything.
 CAPTION_WEIGHT = 0.1
-
-
-@dataclass(frozen=True)
-class SearchFilters:
-    folder: str | None = None
-    include_subfolders: bool = True
-    captured_from: datetime | None = None
-    captured_to: datetime | None = None
-    person_ids: tuple[int, ...] = ()  # every one of these people must appear in the image
-
-    @property
-    def active(self) -> bool:
-        dated = (self.folder, self.captured_from, self.captured_to)
-        return any(v is not None for v in dated) or bool(self.person_ids)
 
 
 @dataclass(frozen=True)
@@ -52,24 +38,11 @@ class SearchHit:
 
 class SearchService:
     def __init__(
-        self, sessions: sessionmaker[Session], pool: ModelPool, index: LibraryIndex
+        self, sessions: sessionmaker[Session], pool: ModelPool, index: VectorStore
     ) -> None:
         self._sessions = sessions
         self._pool = pool
         self._index = index
-
-    def assets_with_people(self, person_ids: list[int]) -> NDArray[np.int64]:
-        """Assets in which every one of these people appears."""
-        wanted = sorted(set(person_ids))
-        stmt = (
-            select(Face.asset_id)
-            .where(Face.person_id.in_(wanted))
-            .group_by(Face.asset_id)
-            .having(func.count(func.distinct(Face.person_id)) == len(wanted))
-            .order_by(Face.asset_id)
-        )
-        with self._sessions() as session:
-            return np.fromiter(session.scalars(stmt), dtype=np.int64)
 
     def text_vector(self, text: str) -> NDArray[np.float32]:
         text = text.strip()
@@ -109,26 +82,12 @@ class SearchService:
             raise InvalidInputError(
                 f"k must be 1..{MAX_RESULTS} and offset + k at most {10 * MAX_RESULTS}"
             )
-        allowed = None
-        if filters is not None and filters.active:
-            with self._sessions() as session:
-                allowed = repo.asset_ids_matching(
-                    session,
-                    folder=filters.folder,
-                    include_subfolders=filters.include_subfolders,
-                    captured_from=filters.captured_from,
-                    captured_to=filters.captured_to,
-                )
-            if filters.person_ids:
-                with_people = self.assets_with_people(list(filters.person_ids))
-                allowed = np.intersect1d(allowed, with_people, assume_unique=True)
-            if len(allowed) == 0:
-                return []
+        active = filters if filters is not None and filters.active else None
         want = offset + k + (1 if exclude is not None else 0)
         similarity = {
-            h.id: h.score for h in self._index.search(query, want, allowed) if h.id != exclude
+            h.id: h.score for h in self._index.search(query, want, active) if h.id != exclude
         }
-        boosts = self._caption_boosts(text, query, similarity, allowed, exclude)
+        boosts = self._caption_boosts(text, query, similarity, active, exclude)
         ranked = sorted(
             similarity,
             key=lambda i: (-(similarity[i] + CAPTION_WEIGHT * boosts.get(i, 0.0)), i),
@@ -152,7 +111,7 @@ class SearchService:
         text: str | None,
         query: NDArray[np.float32],
         similarity: dict[int, float],
-        allowed: NDArray[np.int64] | None,
+        filters: SearchFilters | None,
         exclude: int | None,
     ) -> dict[int, float]:
         """Caption matches of a text query; assets found only by their caption join the
@@ -161,12 +120,15 @@ class SearchService:
             return {}
         with self._sessions() as session:
             boosts = caption_matches(session, text)
-            permitted = set(allowed.tolist()) if allowed is not None else None
-            boosts = {
-                i: b
-                for i, b in boosts.items()
-                if i != exclude and (permitted is None or i in permitted)
-            }
+            if exclude is not None:
+                boosts.pop(exclude, None)
+            if filters is not None and boosts:
+                permitted = set(
+                    session.scalars(
+                        select(Asset.id).where(Asset.id.in_(boosts), *asset_conditions(filters))
+                    )
+                )
+                boosts = {i: b for i, b in boosts.items() if i in permitted}
             extra = [i for i in boosts if i not in similarity]
             vectors = repo.get_embeddings(session, CLIP_MODEL, extra) if extra else {}
         for asset_id, vector in vectors.items():

@@ -43,6 +43,11 @@ class LibraryIndex:
         self._lock = threading.Lock()  # guards _index creation, _dirty and saving
         self._dirty = False
         self._last_save = time.monotonic()
+        self.last_reconcile = (0, 0)  # (added, removed) by the last reconcile
+
+    @property
+    def loaded(self) -> bool:
+        return self._index is not None
 
     def open(self) -> None:
         """Load the saved index if usable and bring it in step with the database."""
@@ -55,6 +60,7 @@ class LibraryIndex:
             log.info("vector index %s unusable (%s): rebuilding from the database", self.path, exc)
             self._index = create_index(self._kind, dim)
         added, removed = self.reconcile()
+        self.last_reconcile = (added, removed)
         if added or removed:
             log.info("vector index reconciled: %d added, %d removed", added, removed)
             self.save()

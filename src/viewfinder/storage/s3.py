@@ -29,6 +29,72 @@ def _boto3() -> Any:
     return boto3
 
 
+def make_client(endpoint_url: str | None, region: str | None) -> Any:
+    """A boto3 S3 client with short connect timeouts and bounded retries (thread-safe)."""
+    boto3 = _boto3()
+    from botocore.config import Config
+    from botocore.exceptions import BotoCoreError
+
+    config = Config(
+        connect_timeout=5, read_timeout=60, retries={"max_attempts": 3, "mode": "standard"}
+    )
+    try:
+        return boto3.client("s3", endpoint_url=endpoint_url, region_name=region, config=config)
+    except (BotoCoreError, ValueError) as exc:  # a bad endpoint URL or region name
+        raise StorageError(f"cannot configure the S3 client: {exc}") from exc
+
+
+def boto_errors() -> tuple[type[Exception], ...]:
+    """What an S3 request can raise: these become Viewfinder errors, anything else is a bug."""
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    return (BotoCoreError, ClientError)
+
+
+def bucket_description(bucket: str, endpoint_url: str | None) -> str:
+    endpoint = f" at {endpoint_url}" if endpoint_url else ""
+    return f"S3 bucket {bucket!r}{endpoint}"
+
+
+def storage_error(exc: Exception, where: str, doing: str) -> StorageError:
+    """A boto error as a Viewfinder error that says what to fix; ``where`` names the bucket."""
+    from botocore.exceptions import (
+        ClientError,
+        EndpointConnectionError,
+        NoCredentialsError,
+        PartialCredentialsError,
+    )
+
+    if isinstance(exc, ClientError):
+        code = str(exc.response.get("Error", {}).get("Code", ""))
+        if code in {"404", "NoSuchBucket"}:
+            return StorageError(f"{where} does not exist (while {doing})")
+        if code in {"403", "AccessDenied", "InvalidAccessKeyId", "SignatureDoesNotMatch"}:
+            return StorageError(
+                f"access to {where} was denied (while {doing}): check "
+                "AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY and the bucket's permissions"
+            )
+        return StorageError(f"{where} refused {doing}: {code or exc}")
+    if isinstance(exc, NoCredentialsError | PartialCredentialsError):
+        return StorageError(
+            f"no usable AWS credentials for {where}: set AWS_ACCESS_KEY_ID and "
+            "AWS_SECRET_ACCESS_KEY (or another source boto3 reads)"
+        )
+    if isinstance(exc, EndpointConnectionError):
+        return StorageError(f"cannot reach {where} (while {doing}): {exc}")
+    return StorageError(f"{where} failed while {doing}: {exc}")
+
+
+def is_missing(exc: Exception) -> bool:
+    """Whether a boto error says the object (not the bucket) does not exist."""
+    from botocore.exceptions import ClientError
+
+    return (
+        isinstance(exc, ClientError)
+        and str(exc.response.get("Error", {}).get("Code", "")) in _MISSING_CODES
+    )
+
+
 def clean_prefix(prefix: str) -> str:
     """``"a/b"`` and ``"/a/b/"`` both become ``"a/b/"``; an empty prefix stays empty."""
     parts = [p for p in prefix.strip().split("/") if p]
@@ -54,68 +120,24 @@ class S3BlobStore:
         self.endpoint_url = endpoint_url
         if client is None:
             client = self._make_client(endpoint_url, region)
-        from botocore.exceptions import BotoCoreError, ClientError
-
-        # What a request can raise: these become Viewfinder errors, anything else is a bug.
-        self._boto_errors: tuple[type[Exception], ...] = (BotoCoreError, ClientError)
+        self._boto_errors = boto_errors()
         self._client = client
 
     @staticmethod
     def _make_client(endpoint_url: str | None, region: str | None) -> Any:
-        boto3 = _boto3()
-        from botocore.config import Config
-        from botocore.exceptions import BotoCoreError
-
-        config = Config(
-            connect_timeout=5, read_timeout=60, retries={"max_attempts": 3, "mode": "standard"}
-        )
-        try:
-            return boto3.client("s3", endpoint_url=endpoint_url, region_name=region, config=config)
-        except (BotoCoreError, ValueError) as exc:  # a bad endpoint URL or region name
-            raise StorageError(f"cannot configure the S3 client: {exc}") from exc
+        return make_client(endpoint_url, region)
 
     # --- errors -----------------------------------------------------------------------------
 
     def _where(self) -> str:
-        endpoint = f" at {self.endpoint_url}" if self.endpoint_url else ""
-        return f"S3 bucket {self.bucket!r}{endpoint}"
+        return bucket_description(self.bucket, self.endpoint_url)
 
     def _error(self, exc: Exception, doing: str) -> StorageError:
-        """A boto error as a Viewfinder error that says what to fix."""
-        from botocore.exceptions import (
-            ClientError,
-            EndpointConnectionError,
-            NoCredentialsError,
-            PartialCredentialsError,
-        )
-
-        if isinstance(exc, ClientError):
-            code = str(exc.response.get("Error", {}).get("Code", ""))
-            if code in {"404", "NoSuchBucket"}:
-                return StorageError(f"{self._where()} does not exist (while {doing})")
-            if code in {"403", "AccessDenied", "InvalidAccessKeyId", "SignatureDoesNotMatch"}:
-                return StorageError(
-                    f"access to {self._where()} was denied (while {doing}): check "
-                    "AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY and the bucket's permissions"
-                )
-            return StorageError(f"{self._where()} refused {doing}: {code or exc}")
-        if isinstance(exc, NoCredentialsError | PartialCredentialsError):
-            return StorageError(
-                f"no usable AWS credentials for {self._where()}: set AWS_ACCESS_KEY_ID and "
-                "AWS_SECRET_ACCESS_KEY (or another source boto3 reads)"
-            )
-        if isinstance(exc, EndpointConnectionError):
-            return StorageError(f"cannot reach {self._where()} (while {doing}): {exc}")
-        return StorageError(f"{self._where()} failed while {doing}: {exc}")
+        return storage_error(exc, self._where(), doing)
 
     @staticmethod
     def _missing(exc: Exception) -> bool:
-        from botocore.exceptions import ClientError
-
-        return (
-            isinstance(exc, ClientError)
-            and str(exc.response.get("Error", {}).get("Code", "")) in _MISSING_CODES
-        )
+        return is_missing(exc)
 
     # --- the protocol ------------------------------------------------------------------------
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import asdict
 from datetime import datetime
 from typing import Annotated, Any
 
@@ -14,7 +15,7 @@ from viewfinder.api.deps import library, services
 from viewfinder.api.params import DbInt, DbText
 from viewfinder.api.schemas_library import AssetOut, JobOut
 from viewfinder.api.server_folders import allowed_server_folder
-from viewfinder.classifiers.training import REPORT_FILE, CollectionReport
+from viewfinder.classifiers.training import REPORT_FILE
 from viewfinder.container import Services
 from viewfinder.db import collections as repo
 from viewfinder.db.models import Collection
@@ -177,29 +178,19 @@ def remove_asset(collection_id: DbInt, asset_id: DbInt, lib: LibraryDep) -> Resp
 # --- classifiers --------------------------------------------------------------------------------
 
 
-def _train(lib: Library, body: TrainIn) -> list[CollectionReport]:
-    if body.source is not None:
-        source = body.source
-        if not source.startswith(("http://", "https://")):
-            source = str(allowed_server_folder(source, lib.settings.import_roots))
-        sets = lib.trainer.seed_sets(source)
-    else:
-        sets = lib.trainer.library_sets(body.collection_ids)
-    return lib.trainer.train(sets)
-
-
 @router.post("/classifiers/train", response_model=None)
 def train_classifiers(body: TrainIn, lib: LibraryDep, response: Response) -> dict[str, Any]:
     """Train every (or the given) collection's classifier; ``queue`` runs it as a job."""
+    source = body.source
+    if source is not None and not source.startswith(("http://", "https://")):
+        source = str(allowed_server_folder(source, lib.settings.import_roots))
     if body.queue:
-        job = lib.jobs.submit(
-            "train_classifiers",
-            body.model_dump(exclude={"queue"}),
-            lambda _progress: {"collections": [r.__dict__ for r in _train(lib, body)]},
-        )
+        params = {"collection_ids": body.collection_ids, "source": source}
+        job = lib.jobs.submit("train_classifiers", params)
         response.status_code = status.HTTP_202_ACCEPTED
         return JobOut.of(job).model_dump(mode="json")
-    return {"collections": [r.__dict__ for r in _train(lib, body)]}
+    reports = lib.trainer.train_from(source, body.collection_ids)
+    return {"collections": [asdict(r) for r in reports]}
 
 
 @router.get("/classifiers/report")

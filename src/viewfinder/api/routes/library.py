@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime
+from functools import partial
 from typing import Annotated
 
 import numpy as np
@@ -25,16 +27,18 @@ from viewfinder.api.schemas_library import (
     SearchOut,
     UrlIngestIn,
 )
-from viewfinder.api.server_folders import allowed_server_folder
+from viewfinder.api.server_folders import allowed_bucket, allowed_server_folder
 from viewfinder.api.uploads import read_upload
 from viewfinder.container import Services
 from viewfinder.db import repository as repo
 from viewfinder.errors import InvalidInputError, NotFoundError
+from viewfinder.library.filters import SearchFilters
 from viewfinder.library.ingest import clean_folder
 from viewfinder.library.library import Library
 from viewfinder.library.processing import EMBED_TASK
-from viewfinder.library.search import SearchFilters, SearchHit
+from viewfinder.library.search import SearchHit
 from viewfinder.storage.blobs import original_key, preview_key, thumbnail_key
+from viewfinder.storage.s3_source import is_s3_url
 
 router = APIRouter(prefix="/api/v1", tags=["library"])
 
@@ -86,23 +90,15 @@ def ingest_url(body: UrlIngestIn, request: Request, lib: LibraryDep) -> Ingested
 
 @router.post("/imports", status_code=status.HTTP_202_ACCEPTED, response_model=JobOut)
 def import_folder(body: FolderImportIn, lib: LibraryDep) -> JobOut:
-    """Ingest every image under a server folder, as a background job."""
-    root = allowed_server_folder(body.path, lib.settings.import_roots)
-    prefix = clean_folder(body.folder_prefix)
-
-    def run(progress: object) -> dict[str, object]:
-        assert callable(progress)
-        report = lib.ingest.ingest_folder(
-            root, prefix, lambda r: progress(r.created + r.existing, len(r.skipped), r.seen)
-        )
-        return {
-            "created": report.created,
-            "existing": report.existing,
-            "skipped": [{"path": p, "reason": why} for p, why in report.skipped[:1000]],
-        }
-
-    job = lib.jobs.submit("import_folder", {"path": str(root), "folder_prefix": prefix}, run)
-    return JobOut.of(job)
+    """Ingest every image under a server folder, or index ``s3://bucket/prefix`` in place, as a
+    background job."""
+    params: dict[str, object] = {"folder_prefix": clean_folder(body.folder_prefix)}
+    if is_s3_url(body.path):
+        location = allowed_bucket(body.path, lib.settings.import_buckets)
+        params |= {"path": location.url, "copy": body.copy_originals}
+    else:
+        params["path"] = str(allowed_server_folder(body.path, lib.settings.import_roots))
+    return JobOut.of(lib.jobs.submit("import_folder", params))
 
 
 # --- assets ------------------------------------------------------------------------------------
@@ -158,21 +154,24 @@ def _file(lib: Library, asset_id: int, which: str) -> Response:
         asset = repo.get_asset(session, asset_id)
     if asset is None:
         raise NotFoundError(f"asset {asset_id} does not exist")
-    key = {
-        "file": original_key(asset.sha256),
-        "thumbnail": thumbnail_key(asset.sha256),
-        "preview": preview_key(asset.sha256),
-    }[which]
+    read: Callable[[], bytes]
+    if which == "file":  # from the blob store, or from the bucket it was indexed in place from
+        path = lib.originals.local_path(asset.sha256, asset.original_uri)
+        read = partial(lib.originals.read, asset.sha256, asset.original_uri)
+    else:
+        key = thumbnail_key(asset.sha256) if which == "thumbnail" else preview_key(asset.sha256)
+        path = lib.blobs.local_path(key)
+        read = partial(lib.blobs.get, key)
     media = asset.content_type if which == "file" else "image/jpeg"
+    # Immutable even in place: a bucket object is served only while it hashes to the asset.
     headers = {"Cache-Control": "public, max-age=31536000, immutable"}
     missing = f"the {which} of asset {asset_id} is missing from storage"
-    path = lib.blobs.local_path(key)
     if path is not None:
         if not path.is_file():
             raise NotFoundError(missing)
         return FileResponse(path, media_type=media, headers=headers)
     try:
-        data = lib.blobs.get(key)
+        data = read()
     except NotFoundError:
         raise NotFoundError(missing) from None
     return Response(data, media_type=media, headers=headers)
@@ -201,7 +200,7 @@ def processing_state(lib: LibraryDep) -> ProcessingOut:
     """How many assets are pending, running, done or failed embedding, and how many are indexed."""
     with lib.sessions() as session:
         counts = repo.task_counts(session, EMBED_TASK)
-    return ProcessingOut(kind=EMBED_TASK, counts=counts, indexed=len(lib.index))
+    return ProcessingOut(kind=EMBED_TASK, counts=counts, indexed=lib.index.count())
 
 
 @router.get("/jobs", response_model=list[JobOut])

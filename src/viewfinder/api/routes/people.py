@@ -120,9 +120,7 @@ def cluster_dual(body: DualIn, lib: LibraryDep, response: Response) -> dict[str,
         "max_faces": body.max_faces,
     }
     if body.queue:
-        job = lib.jobs.submit(
-            "faces_cluster_dual", kwargs, lambda _p: asdict(lib.people.cluster_dual(**kwargs))
-        )
+        job = lib.jobs.submit("faces_cluster_dual", kwargs)
         response.status_code = status.HTTP_202_ACCEPTED
         return {"job_id": job.id, "job": JobOut.of(job).model_dump(mode="json")}
     return asdict(lib.people.cluster_dual(**kwargs))
@@ -136,11 +134,7 @@ def train(body: TrainIn, lib: LibraryDep, response: Response) -> dict[str, Any]:
     margin = body.margin or lib.settings.face_triplet_margin
     if body.queue:
         lib.people.check_trainable()  # 400 now, not a job that is accepted and then fails
-        job = lib.jobs.submit(
-            "faces_train",
-            {"epochs": epochs, "margin": margin},
-            lambda _p: asdict(lib.people.train(epochs, margin)),
-        )
+        job = lib.jobs.submit("faces_train", {"epochs": epochs, "margin": margin})
         response.status_code = status.HTTP_202_ACCEPTED
         return {"job_id": job.id, "job": JobOut.of(job).model_dump(mode="json")}
     return asdict(lib.people.train(epochs, margin))

@@ -13,11 +13,11 @@ from starlette.concurrency import run_in_threadpool
 from viewfinder.api.deps import library, services
 from viewfinder.api.uploads import read_upload
 from viewfinder.db import repository as repo
+from viewfinder.library.filters import SearchFilters
 from viewfinder.library.folders import detect_folder
 from viewfinder.library.ingest import clean_folder
 from viewfinder.library.library import Library
-from viewfinder.library.search import SearchFilters, SearchHit
-from viewfinder.storage.blobs import original_key
+from viewfinder.library.search import SearchHit
 
 router = APIRouter(prefix="/api/demo_backend_v2/image_search", tags=["search (seed 002)"])
 
@@ -41,7 +41,7 @@ def _render(lib: Library, request: Request, hits: list[SearchHit]) -> list[Seed0
             # |a - b| of unit vectors = sqrt(2 - 2 cos); clamp float noise below zero
             distance=math.sqrt(max(0.0, 2.0 - 2.0 * h.similarity)),
             folder=h.asset.folder,
-            s3_path=lib.blobs.uri(original_key(h.asset.sha256)),
+            s3_path=lib.originals.uri(h.asset.sha256, h.asset.original_uri),
             image_url=str(request.url_for("asset_file", asset_id=h.asset.id)),
         )
         for h in hits

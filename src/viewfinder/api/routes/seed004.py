@@ -17,7 +17,6 @@ from viewfinder.db import repository as repo
 from viewfinder.db.models import Asset
 from viewfinder.errors import OverloadedError
 from viewfinder.library.library import Library
-from viewfinder.storage.blobs import original_key
 
 router = APIRouter(tags=["organizer (seed 004)"])
 
@@ -53,7 +52,7 @@ def _image(lib: Library, request: Request, asset: Asset) -> ImageOut:
         height=asset.height,
         created_at=asset.created_at,
         image_url=str(request.url_for("asset_file", asset_id=asset.id)),
-        storage_path=lib.blobs.uri(original_key(asset.sha256)),
+        storage_path=lib.originals.uri(asset.sha256, asset.original_uri),
     )
 
 
