@@ -8,11 +8,15 @@ serve: bootstrap
 	.venv/bin/viewfinder serve
 
 # Every check: lint, formatting, types, then the tests.
-test: bootstrap
+test: lint typecheck
+	.venv/bin/pytest
+
+lint: bootstrap
 	.venv/bin/ruff check src tests benchmarks
 	.venv/bin/ruff format --check src tests benchmarks
+
+typecheck: bootstrap
 	.venv/bin/mypy
-	.venv/bin/pytest
 
 format: bootstrap
 	.venv/bin/ruff format src tests benchmarks
@@ -49,3 +53,20 @@ faces-pipeline-full: faces-backfill
 	$(VF) faces train $(TRAIN_ARGS)
 	$(VF) faces cluster-dual $(DUAL_ARGS)
 	$(VF) faces stats
+
+# Seed 001's other targets. `worker` runs background work without an HTTP server (KINDS=embed,faces
+# THREADS=2); `db-up` starts compose.yaml's PostgreSQL and S3 server for a Viewfinder run from
+# .venv (docs/deployment.md), `db-down` stops the stack.
+.PHONY: worker migrate db-up db-down
+
+worker: bootstrap
+	$(VF) worker $(if $(KINDS),--kinds $(KINDS)) $(if $(THREADS),--threads $(THREADS))
+
+migrate: bootstrap
+	$(VF) db upgrade
+
+db-up:
+	docker compose up -d --wait postgres s3
+
+db-down:
+	docker compose down
