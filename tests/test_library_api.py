@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 from PIL import Image
+from sqlalchemy import text
 
 from tests.conftest import SHARED_DATA, make_settings
 from viewfinder.api.app import create_app
@@ -375,3 +376,43 @@ def test_library_end_to_end_on_both_databases(
         first = made.json()[0]["asset"]["id"]
         assert pg_client.delete(f"/api/v1/assets/{first}").status_code == 204
         assert pg_client.get("/api/v1/assets").json()["total"] == 3
+
+
+def _job_result(client: TestClient, job_id: str) -> dict[str, Any]:
+    deadline = time.monotonic() + 30
+    while (state := client.get(f"/api/v1/jobs/{job_id}").json())["state"] != "done":
+        assert state["state"] != "failed", state
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    result: dict[str, Any] = state["result"]
+    return result
+
+
+def test_reindex_job_syncs_the_store_or_embeds_everything_again(client: TestClient) -> None:
+    ids = [
+        r["asset"]["id"]
+        for r in upload(client, ("a.jpg", jpeg((1, 200, 1))), ("b.jpg", jpeg((200, 1, 1)))).json()
+    ]
+    wait_processed(client, 2)
+    lib = client.app.state.services.require_library()  # type: ignore[attr-defined]
+    lib.index.remove(np.array(ids[:1], dtype=np.int64))  # a vector lost (a crash, a bad copy)
+    assert client.get("/api/v1/jobs/processing").json()["indexed"] == 1
+
+    job = client.post("/api/v1/reindex", json={})
+    assert job.status_code == 202
+    assert _job_result(client, job.json()["id"]) == {"added": 1, "removed": 0, "total": 2}
+    assert client.get("/api/v1/jobs/processing").json()["indexed"] == 2
+
+    def embedded_at() -> dict[int, Any]:
+        with lib.sessions() as session:
+            rows = session.execute(text("SELECT asset_id, created_at FROM embeddings"))
+            return dict(rows.all())
+
+    before = embedded_at()
+    job = client.post("/api/v1/reindex", json={"reembed": True})
+    assert _job_result(client, job.json()["id"]) == {"queued": 2}
+    assert wait_processed(client, 2)["indexed"] == 2
+    after = embedded_at()
+    assert sorted(after) == sorted(ids)
+    assert all(after[i] != before[i] for i in ids)  # each embedded again
+    assert client.post("/api/v1/reindex", json={"reembed": "x"}).status_code == 422

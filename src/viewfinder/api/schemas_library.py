@@ -109,6 +109,14 @@ class ProcessingOut(BaseModel):
     indexed: int
 
 
+class ReindexIn(BaseModel):
+    reembed: bool = Field(
+        False,
+        description="Embed every image again (a new CLIP model); false: only sync the vector "
+        "store with the stored embeddings.",
+    )
+
+
 class SearchIn(BaseModel):
     query: str | None = Field(None, description="Text to search for (CLIP text tower).")
     asset_id: DbInt | None = Field(None, description="Find images similar to this asset.")

@@ -354,16 +354,26 @@ def task_state(s: Session, asset_id: int, kind: str) -> AssetTask | None:
 
 def enqueue_task(s: Session, asset_id: int, kind: str) -> None:
     """Make a task pending with a fresh attempt count, creating it if needed (re-processing)."""
-    values = {
-        "asset_id": asset_id,
-        "kind": kind,
-        "state": TaskState.PENDING.value,
-        "attempts": 0,
-        "last_error": None,
-        "updated_at": utcnow(),
-        **_TASK_RESET,
-    }
-    _upsert(s, AssetTask, values, keys=("asset_id", "kind"))
+    enqueue_tasks(s, [asset_id], kind)
+
+
+def enqueue_tasks(s: Session, asset_ids: Sequence[int], kind: str) -> None:
+    """``enqueue_task`` for many assets in one statement per ``IN_CHUNK``."""
+    now = utcnow()
+    for start in range(0, len(asset_ids), IN_CHUNK):
+        rows = [
+            {
+                "asset_id": int(asset_id),
+                "kind": kind,
+                "state": TaskState.PENDING.value,
+                "attempts": 0,
+                "last_error": None,
+                "updated_at": now,
+                **_TASK_RESET,
+            }
+            for asset_id in asset_ids[start : start + IN_CHUNK]
+        ]
+        _upsert(s, AssetTask, rows, keys=("asset_id", "kind"))
 
 
 # --- embeddings -----------------------------------------------------------------------------------
@@ -630,10 +640,17 @@ def _int64_column(s: Session, stmt: Select[int]) -> NDArray[np.int64]:
     return np.fromiter((row[0] for row in result), dtype=np.int64)
 
 
-def _upsert(s: Session, entity: type[Base], values: dict[str, Any], keys: Sequence[str]) -> None:
-    """INSERT ... ON CONFLICT (keys) DO UPDATE SET every other column: the same statement on both
-    backends, built by each dialect's own ``insert``."""
-    changed = [name for name in values if name not in keys]
+def _upsert(
+    s: Session,
+    entity: type[Base],
+    values: dict[str, Any] | list[dict[str, Any]],
+    keys: Sequence[str],
+) -> None:
+    """INSERT ... ON CONFLICT (keys) DO UPDATE SET every other column (of one row, or of rows
+    that all have the same columns): the same statement on both backends, built by each
+    dialect's own ``insert``."""
+    first = values[0] if isinstance(values, list) else values
+    changed = [name for name in first if name not in keys]
     if s.get_bind().dialect.name == "postgresql":
         pg_stmt = postgresql.insert(entity).values(values)
         excluded = pg_stmt.excluded

@@ -10,14 +10,17 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from viewfinder.db import repository as repo
 from viewfinder.library.ingest import FolderReport
 from viewfinder.library.jobs import JobHandler, Progress
+from viewfinder.library.processing import EMBED_TASK
 from viewfinder.storage.s3_source import is_s3_url, parse_s3_url
 
 if TYPE_CHECKING:
     from viewfinder.library.library import Library
 
 MAX_SKIPPED_REPORTED = 1000
+REINDEX_CHUNK = 10_000
 
 
 def import_folder(lib: Library, params: dict[str, Any], progress: Progress) -> dict[str, Any]:
@@ -66,7 +69,25 @@ def faces_train(lib: Library, params: dict[str, Any], _: Progress) -> dict[str, 
     return asdict(lib.people.train(params["epochs"], params["margin"]))
 
 
+def reindex(lib: Library, params: dict[str, Any], progress: Progress) -> dict[str, Any]:
+    """``reembed``: queue every image to be embedded again (after a change of CLIP model), in
+    chunks the workers start on at once; else bring the vector store in step with the stored
+    embeddings (``viewfinder vectors sync``). Run again, it queues (or syncs) again: harmless."""
+    if not params.get("reembed", False):
+        report = lib.index.sync()
+        return {"added": report.added, "removed": report.removed, "total": report.total}
+    with lib.sessions() as session:
+        ids = repo.asset_ids_matching(session)
+    for start in range(0, len(ids), REINDEX_CHUNK):
+        with lib.sessions.begin() as session:
+            repo.enqueue_tasks(session, ids[start : start + REINDEX_CHUNK].tolist(), EMBED_TASK)
+        lib.worker.wake()
+        progress(min(start + REINDEX_CHUNK, len(ids)), 0, len(ids))
+    return {"queued": len(ids)}
+
+
 JOB_KINDS: dict[str, JobHandler[Library]] = {
+    "reindex": reindex,
     "import_folder": import_folder,
     "train_classifiers": train_classifiers,
     "faces_cluster_dual": faces_cluster_dual,

@@ -22,6 +22,7 @@ from viewfinder.api.schemas_library import (
     IngestedOut,
     JobOut,
     ProcessingOut,
+    ReindexIn,
     SearchHitOut,
     SearchIn,
     SearchOut,
@@ -99,6 +100,13 @@ def import_folder(body: FolderImportIn, lib: LibraryDep) -> JobOut:
     else:
         params["path"] = str(allowed_server_folder(body.path, lib.settings.import_roots))
     return JobOut.of(lib.jobs.submit("import_folder", params))
+
+
+@router.post("/reindex", status_code=status.HTTP_202_ACCEPTED, response_model=JobOut)
+def reindex(body: ReindexIn, lib: LibraryDep) -> JobOut:
+    """Re-index as a background job: bring the vector store in step with the stored embeddings,
+    or (``reembed``) embed every image again, e.g. after changing the CLIP model."""
+    return JobOut.of(lib.jobs.submit("reindex", {"reembed": body.reembed}))
 
 
 # --- assets ------------------------------------------------------------------------------------
