@@ -20,7 +20,7 @@ from PIL import Image, ImageOps
 
 from viewfinder.errors import InvalidImageError, InvalidInputError, TooLargeError
 from viewfinder.imaging.crop import crop, png_base64
-from viewfinder.imaging.decode import decode_image, image_size_of
+from viewfinder.imaging.decode import decode_image, image_size_of, upright_size_of
 
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 LIMIT = 10_000_000
@@ -302,6 +302,64 @@ def test_exif_orientation_is_applied(
         assert np.all(np.abs(out[cy, cx] - expected) <= 8), (cx, cy)
     # The orientation is spent: applying EXIF orientation again must change nothing.
     assert ImageOps.exif_transpose(decoded).size == size
+
+
+@pytest.mark.parametrize("fmt", ["JPEG", "PNG"])
+@pytest.mark.parametrize("orientation", [1, 6])
+def test_upright_size_comes_from_the_header(fmt: str, orientation: int) -> None:
+    expected = (64, 32) if orientation == 1 else (32, 64)
+    assert upright_size_of(with_orientation(fmt, orientation)) == expected
+
+
+# --- decoding no larger than needed --------------------------------------------------------
+
+
+def photo(width: int, height: int) -> Image.Image:
+    """Smooth content with edges, like a photo (noise would make every scale look alike)."""
+    y, x = np.mgrid[0:height, 0:width]
+    rgb = np.stack([x * 255 // width, y * 255 // height, ((x // 97 + y // 61) % 2) * 200], -1)
+    return Image.fromarray(rgb.astype(np.uint8))
+
+
+@pytest.mark.parametrize(
+    ("size", "min_side", "expected"),
+    [
+        ((4000, 3000), 448, (1000, 750)),  # 2/8: 1/8 would leave 375 < 448 rows
+        ((4000, 3000), 1024, (1500, 1125)),  # 3/8 (libjpeg-turbo scales by M/8)
+        ((1920, 1080), 448, (960, 540)),
+        ((300, 200), 448, (300, 200)),  # never above the original
+    ],
+)
+def test_a_jpeg_decodes_at_the_smallest_dct_scale_that_is_large_enough(
+    monkeypatch: pytest.MonkeyPatch,
+    size: tuple[int, int],
+    min_side: int,
+    expected: tuple[int, int],
+) -> None:
+    calls = spy_on_simplejpeg(monkeypatch)
+    data = encode(photo(*size), "JPEG", quality=90)
+    small = decode_image(data, 50_000_000, min_side=min_side)
+    assert calls  # the DCT-scaling decoder, not a full decode resized afterwards
+    assert small.size == expected
+    # The same picture as the full decode brought to that size: within a grey level or two.
+    reference = decode_image(data, 50_000_000).resize(expected, Image.Resampling.BOX)
+    assert np.abs(pixels(small) - pixels(reference)).mean() < 2.0
+
+
+def test_other_formats_are_box_reduced_by_an_integer_factor() -> None:
+    data = encode(photo(2000, 1000), "PNG")
+    small = decode_image(data, LIMIT, min_side=300)
+    assert small.size == (667, 334)  # factor 3: 1000 // 300, the edge pixels kept
+    reference = decode_image(data, LIMIT).reduce(3)
+    assert np.array_equal(pixels(small), pixels(reference))
+    assert decode_image(data, LIMIT, min_side=600).size == (2000, 1000)  # factor 1: whole
+
+
+def test_a_scaled_decode_is_upright_too() -> None:
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    data = encode(photo(4000, 3000), "JPEG", quality=90, exif=exif.tobytes())
+    assert decode_image(data, 50_000_000, min_side=448).size == (750, 1000)
 
 
 # --- limits and garbage --------------------------------------------------------------------

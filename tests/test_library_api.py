@@ -416,3 +416,21 @@ def test_reindex_job_syncs_the_store_or_embeds_everything_again(client: TestClie
     assert sorted(after) == sorted(ids)
     assert all(after[i] != before[i] for i in ids)  # each embedded again
     assert client.post("/api/v1/reindex", json={"reembed": "x"}).status_code == 422
+
+
+def test_a_large_upload_finds_its_library_copy_at_similarity_one(client: TestClient) -> None:
+    """Library images are embedded from a reduced decode (EMBED_MIN_SIDE); search by upload
+    decodes the same way, so the same large image gives the same vector."""
+    rng = np.random.default_rng(5)
+    # Fine detail everywhere, so a decode at another scale would give other pixels.
+    noisy = rng.integers(0, 255, (1500, 2000, 3), dtype=np.uint8)
+    out = io.BytesIO()
+    Image.fromarray(noisy).save(out, "JPEG", quality=75)
+    stored = upload(client, ("big.jpg", out.getvalue())).json()[0]["asset"]
+    assert (stored["width"], stored["height"]) == (2000, 1500)  # the original's size
+    wait_processed(client, 1)
+    hits = client.post(
+        "/api/v1/search/image", files={"file": ("q.jpg", out.getvalue())}, data={"k": 1}
+    ).json()["hits"]
+    assert hits[0]["asset"]["id"] == stored["id"]
+    assert hits[0]["similarity"] == pytest.approx(1.0, abs=1e-6)

@@ -59,6 +59,7 @@ class RecordingProcessor:
     """A no-model processor: its result is the asset id; what it stored is recorded."""
 
     kind = KIND
+    min_side: int | None = None
 
     def __init__(self, gate: threading.Event | None = None, fail_store: bool = False) -> None:
         self.gate = gate

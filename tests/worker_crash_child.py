@@ -23,6 +23,7 @@ LEASE_S = 0.5
 
 class PoisonProcessor:
     kind = KIND
+    min_side: int | None = None
 
     def __init__(self, poison: int, log: Path) -> None:
         self._poison = poison

@@ -65,6 +65,7 @@ class FaceProcessor:
     """TaskProcessor of the ``faces`` kind: the result per asset is its list of ``NewFace``."""
 
     kind = FACES_TASK
+    min_side: int | None = None  # small faces need every pixel
 
     def __init__(self, pool: ModelPool, thresholds: FaceThresholds) -> None:
         self._pool = pool

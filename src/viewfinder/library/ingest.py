@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import math
 import os
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -19,14 +20,13 @@ from sqlalchemy.orm import Session, sessionmaker
 from viewfinder.db import repository as repo
 from viewfinder.db.models import Asset
 from viewfinder.errors import InvalidInputError, TooLargeError, ViewfinderError
-from viewfinder.imaging.decode import decode_image
+from viewfinder.imaging.decode import decode_image, upright_size_of
 from viewfinder.imaging.fetch import FetchPolicy, fetch_image_bytes
 from viewfinder.library.metadata import (
     PREVIEW_SIZE,
-    THUMBNAIL_SIZE,
     ImageFacts,
     image_facts,
-    jpeg_of,
+    preview_and_thumbnail,
 )
 from viewfinder.storage.blobs import BlobStore, original_key, preview_key, thumbnail_key
 
@@ -148,16 +148,21 @@ class IngestService:
 
     def _prepare(self, data: bytes, sha: str, filename: str) -> PreparedImage:
         """Everything an asset needs, computed in memory; raises before anything is written."""
-        image = decode_image(data, self._max_pixels)
+        # Decoded no larger than the preview needs (JPEG DCT scaling): PREVIEW_SIZE on the
+        # longest side. The stored original keeps every pixel; its size comes from the header.
+        width, height = upright_size_of(data)
+        needed = math.ceil(PREVIEW_SIZE * min(width, height) / max(width, height, 1))
+        image = decode_image(data, self._max_pixels, min_side=max(needed, 1))
+        preview, thumbnail = preview_and_thumbnail(image)
         return PreparedImage(
             data=data,
             sha256=sha,
             filename=clean_filename(filename),
-            width=image.width,
-            height=image.height,
+            width=width,
+            height=height,
             facts=image_facts(data),
-            thumbnail=jpeg_of(image, THUMBNAIL_SIZE),
-            preview=jpeg_of(image, PREVIEW_SIZE),
+            thumbnail=thumbnail,
+            preview=preview,
         )
 
     def _store(

@@ -134,7 +134,7 @@ class Library:
             workers[0],
             workers,
             ingest,
-            SearchService(sessions, pool, index),
+            SearchService(sessions, pool, index, settings.max_image_pixels),
             ClusterService(sessions, settings.kmeans_clusters, settings.kmeans_batch_size),
             DuplicateFinder(sessions, index),
             ClassifierTrainer(sessions, classifiers, FetchPolicy.from_settings(settings)),

@@ -53,10 +53,21 @@ def _parse_offset(text: str) -> timezone:
     return timezone(sign * timedelta(hours=int(hours), minutes=int(minutes or 0)))
 
 
-def jpeg_of(image: Image.Image, longest_side: int, quality: int = 85) -> bytes:
-    """A downscaled JPEG copy (thumbnail or preview); never upscales."""
+def preview_and_thumbnail(image: Image.Image, quality: int = 85) -> tuple[bytes, bytes]:
+    """JPEGs of the image downscaled to ``PREVIEW_SIZE`` and ``THUMBNAIL_SIZE`` on the longest
+    side (never upscaled). The thumbnail is made from the preview: the same picture for a
+    fraction of the resampling."""
+    preview = _downscaled(image, PREVIEW_SIZE)
+    return _jpeg(preview, quality), _jpeg(_downscaled(preview, THUMBNAIL_SIZE), quality)
+
+
+def _downscaled(image: Image.Image, longest_side: int) -> Image.Image:
     copy = image.copy()
     copy.thumbnail((longest_side, longest_side), Image.Resampling.BICUBIC)
+    return copy
+
+
+def _jpeg(image: Image.Image, quality: int) -> bytes:
     out = io.BytesIO()
-    copy.save(out, format="JPEG", quality=quality, optimize=False)
+    image.save(out, format="JPEG", quality=quality, optimize=False)
     return out.getvalue()

@@ -36,6 +36,11 @@ log = logging.getLogger(__name__)
 EMBED_TASK = "embed"
 CAPTION_TASK = "caption"
 CLIP_MODEL = "clip"
+# Images are embedded from a decode at least this large on the shortest side: twice the
+# 224-pixel input of the CLIP ViT-B checkpoints, so the model's own bicubic resize still
+# downsamples, while a 12-megapixel JPEG decodes at 1/4 scale. Search by an uploaded image
+# decodes the same way, so the same bytes give the same vector as in the library.
+EMBED_MIN_SIDE = 448
 # Errors that are not the asset's fault: the batch is given back and the worker backs off.
 TRANSIENT = (ModelUnavailableError, OverloadedError)
 
@@ -65,6 +70,9 @@ def run_isolated(model: LoadedModel, items: Sequence[Any]) -> list[Any]:
 
 class TaskProcessor(Protocol):
     kind: str
+    # The shortest side (pixels) this processor needs of an image: originals are decoded no
+    # larger (see ``decode_image``). None: full resolution (small faces need every pixel).
+    min_side: int | None
 
     def compute(self, images: dict[int, Image.Image]) -> dict[int, Any]:
         """A result (or the Exception that replaced it) per asset; raises TRANSIENT errors."""
@@ -80,6 +88,7 @@ class EmbeddingProcessor:
     same transaction for pgvector, after the commit for the others)."""
 
     kind = EMBED_TASK
+    min_side: int | None = EMBED_MIN_SIDE
 
     def __init__(self, pool: ModelPool, index: VectorStore) -> None:
         self._pool = pool
@@ -107,6 +116,7 @@ class CaptionProcessor:
     """Captions stored on the asset, where text search finds them."""
 
     kind = CAPTION_TASK
+    min_side: int | None = EMBED_MIN_SIDE  # above BLIP's 384-pixel input
 
     def __init__(self, pool: ModelPool, max_length: int = 50) -> None:
         self._pool = pool
@@ -259,7 +269,9 @@ class TaskWorker:
                 # The original, decoded exactly as a query upload is, so the same bytes give
                 # the same vector (a lossy preview would put an identical upload at distance > 0).
                 data = self._originals.read(*found[asset_id])
-                images[asset_id] = decode_image(data, self._max_pixels)
+                images[asset_id] = decode_image(
+                    data, self._max_pixels, min_side=self.processor.min_side
+                )
             except Exception as exc:  # noqa: BLE001 - recorded on the asset, never blocks others
                 errors[asset_id] = f"cannot read image: {exc}"
         return images, errors

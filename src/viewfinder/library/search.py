@@ -8,16 +8,16 @@ from dataclasses import dataclass
 
 import numpy as np
 from numpy.typing import NDArray
-from PIL import Image
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from viewfinder.db import repository as repo
 from viewfinder.db.models import Asset
 from viewfinder.errors import InvalidInputError, NotFoundError
+from viewfinder.imaging.decode import decode_image
 from viewfinder.library.captions import caption_matches
 from viewfinder.library.filters import SearchFilters, asset_conditions
-from viewfinder.library.processing import CLIP_MODEL
+from viewfinder.library.processing import CLIP_MODEL, EMBED_MIN_SIDE
 from viewfinder.library.stores import VectorStore
 from viewfinder.runtime.pool import ModelPool
 
@@ -38,11 +38,16 @@ class SearchHit:
 
 class SearchService:
     def __init__(
-        self, sessions: sessionmaker[Session], pool: ModelPool, index: VectorStore
+        self,
+        sessions: sessionmaker[Session],
+        pool: ModelPool,
+        index: VectorStore,
+        max_image_pixels: int = 50_000_000,
     ) -> None:
         self._sessions = sessions
         self._pool = pool
         self._index = index
+        self._max_pixels = max_image_pixels
 
     def text_vector(self, text: str) -> NDArray[np.float32]:
         text = text.strip()
@@ -52,7 +57,10 @@ class SearchService:
             raise InvalidInputError(f"the search query is longer than {MAX_QUERY_CHARS} characters")
         return np.asarray(self._pool.run("clip_text", text), dtype=np.float32)
 
-    def image_vector(self, image: Image.Image) -> NDArray[np.float32]:
+    def image_vector(self, data: bytes) -> NDArray[np.float32]:
+        """The CLIP vector of an uploaded image, decoded as library images are embedded (see
+        ``EMBED_MIN_SIDE``), so an upload of a library image's bytes finds it at similarity 1."""
+        image = decode_image(data, self._max_pixels, min_side=EMBED_MIN_SIDE)
         return np.asarray(self._pool.run("clip_image", image), dtype=np.float32)
 
     def asset_vector(self, asset_id: int) -> NDArray[np.float32]:

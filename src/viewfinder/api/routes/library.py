@@ -293,8 +293,7 @@ async def search_by_upload(
     """Images similar to an uploaded one; the filters of ``POST /api/v1/search`` as form fields."""
     lib = svc.require_library()
     data = await read_upload(file, svc.settings.max_upload_bytes)
-    image = await run_in_threadpool(svc.analysis.image_from_bytes, data)
-    vector = await run_in_threadpool(lib.search.image_vector, image)
+    vector = await run_in_threadpool(lib.search.image_vector, data)
     body = SearchIn(
         k=k,
         offset=offset,

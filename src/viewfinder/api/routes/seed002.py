@@ -73,8 +73,7 @@ async def search_image(
     svc = services(request)
     lib = svc.require_library()
     data = await read_upload(file, svc.settings.max_upload_bytes)
-    image = await run_in_threadpool(svc.analysis.image_from_bytes, data)
-    vector = await run_in_threadpool(lib.search.image_vector, image)
+    vector = await run_in_threadpool(lib.search.image_vector, data)
     count = k or k_form or 5
     hits = await run_in_threadpool(lambda: lib.search.search(vector, k=count))
     return _render(lib, request, hits)
