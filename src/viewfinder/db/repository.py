@@ -52,6 +52,12 @@ def get_asset_by_sha(s: Session, sha256: str) -> Asset | None:
     return s.scalars(select(Asset).where(Asset.sha256 == sha256)).one_or_none()
 
 
+def original_refs(s: Session, asset_ids: Sequence[int]) -> dict[int, tuple[str, str | None]]:
+    """Where each existing asset's original is: ``(sha256, original_uri)``, in one query."""
+    stmt = select(Asset.id, Asset.sha256, Asset.original_uri).where(Asset.id.in_(list(asset_ids)))
+    return {int(row[0]): (row[1], row[2]) for row in s.execute(stmt)}
+
+
 def add_asset(s: Session, asset: Asset, task_kinds: Sequence[str]) -> Asset:
     """Insert ``asset`` with one pending task per kind; flushes, so ``asset.id`` is set.
 

@@ -255,11 +255,7 @@ class TaskWorker:
 
     def _load(self, asset_ids: Sequence[int]) -> tuple[dict[int, Image.Image], dict[int, str]]:
         with self._sessions() as session:
-            found = {
-                i: (a.sha256, a.original_uri)
-                for i in asset_ids
-                if (a := repo.get_asset(session, i)) is not None
-            }
+            found = repo.original_refs(session, asset_ids)
         images: dict[int, Image.Image] = {}
         errors: dict[int, str] = {}
         for asset_id in asset_ids:
