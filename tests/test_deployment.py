@@ -766,7 +766,7 @@ def test_docs_compose_snippets_are_valid(
             assert not _unknown_names(merged), _unknown_names(merged)
 
 
-def _copy_script() -> str:
+def copy_script_from_docs() -> str:
     scripts = [b for b in _code_blocks("python") if b.startswith("# copy_library.py")]
     assert len(scripts) == 1, "docs/deployment.md prints one copy_library.py"
     return scripts[0]
@@ -826,7 +826,7 @@ def _embedded_library(url: str) -> None:
 
 def test_docs_database_copy_moves_every_row(postgres_admin_url: str, tmp_path: Path) -> None:
     script = tmp_path / "copy_library.py"
-    script.write_text(_copy_script(), encoding="utf-8")
+    script.write_text(copy_script_from_docs(), encoding="utf-8")
     source_url = f"sqlite:///{tmp_path / 'viewfinder.db'}"
     _embedded_library(source_url)
 

@@ -268,3 +268,42 @@ def test_filter_conditions_match_the_reference(library: Library) -> None:
         with library.sessions() as s:
             ids = sorted(s.scalars(select(Asset.id).where(*asset_conditions(filters))))
         assert ids == _allowed(library, filters).tolist(), name
+
+
+def test_pgvector_sync_repairs_lost_vectors_and_open_reconciles(library: Library) -> None:
+    from sqlalchemy import text
+
+    store = _open("pgvector", library, Path("/nonexistent"))
+    store.sync()
+    with library.engine.begin() as connection:
+        connection.execute(text("DELETE FROM vector_embeddings WHERE asset_id <= 40"))
+    assert store.count() == N - 40
+    report = store.sync()
+    assert (report.added, report.removed, report.total) == (40, 0, N)
+    with library.engine.begin() as connection:
+        connection.execute(text("DELETE FROM vector_embeddings WHERE asset_id > :n"), {"n": N - 7})
+    reopened = _open("pgvector", library, Path("/nonexistent"))
+    reopened.open()  # counts differ: a start-up repairs the store
+    assert reopened.count() == N
+
+
+def test_pgvector_refuses_a_sqlite_database(tmp_path: Path) -> None:
+    from viewfinder.errors import StorageError
+
+    engine = make_engine(f"sqlite:///{tmp_path / 'x.db'}")
+    with pytest.raises(StorageError, match="VIEWFINDER_DATABASE_URL to a PostgreSQL"):
+        PgvectorStore(engine, make_session_factory(engine), MODEL)
+    engine.dispose()
+
+
+def test_pgvector_without_the_extension_says_what_to_install(
+    sessions: sessionmaker[Session],
+) -> None:
+    """The machine's PostgreSQL 15 has no pgvector: the store stops start-up with the fix."""
+    from viewfinder.errors import StorageError
+
+    engine = sessions.kw["bind"]
+    if engine.dialect.name != "postgresql":
+        pytest.skip("SQLite is refused before: see the test above")
+    with pytest.raises(StorageError, match="has no pgvector extension; install pgvector"):
+        PgvectorStore(engine, sessions, MODEL).open()

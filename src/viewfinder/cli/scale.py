@@ -88,7 +88,6 @@ def vectors_sync() -> None:
         raise fail(exc) from None
     try:
         store = services.require_library().index
-        store.open()
         report = store.sync()
     except ViewfinderError as exc:
         raise fail(exc) from None
@@ -116,7 +115,7 @@ def vectors_status() -> None:
         library = services.require_library()
         with library.sessions() as session:
             stored = repo.count_embeddings(session, CLIP_MODEL)
-        held = library.index.count() if library.index.shared else None
+        held = library.index.count() if library.index.shared else None  # no index loaded
     except ViewfinderError as exc:
         raise fail(exc) from None
     finally:

@@ -65,7 +65,8 @@ class VectorStore(Protocol):
         ...
 
     def sync(self) -> SyncReport:
-        """Make the store hold exactly the database's embeddings (fill, repair, prune)."""
+        """Make the store hold exactly the database's embeddings (fill, repair, prune); works on
+        a store not opened yet, creating what is missing, and reports what it changed."""
         ...
 
     def save(self) -> None:

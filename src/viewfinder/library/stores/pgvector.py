@@ -129,6 +129,16 @@ class PgvectorStore:
     # --- schema -------------------------------------------------------------------------------
 
     def open(self) -> None:
+        self._ensure_schema()
+        dim = self._db_dim()
+        if dim is not None:
+            self._ensure_index(dim)
+            stored, indexed = self._counts()
+            if stored != indexed:
+                report = self.sync()
+                log.info("pgvector reconciled: %d added, %d removed", report.added, report.removed)
+
+    def _ensure_schema(self) -> None:
         with self._engine.begin() as connection:
             if not schema.ensure(connection):
                 raise StorageError(
@@ -143,13 +153,6 @@ class PgvectorStore:
                 f"pgvector {version} is too old: filtered search needs iterative index scans "
                 "(pgvector 0.8 or newer)"
             )
-        dim = self._db_dim()
-        if dim is not None:
-            self._ensure_index(dim)
-            stored, indexed = self._counts()
-            if stored != indexed:
-                report = self.sync()
-                log.info("pgvector reconciled: %d added, %d removed", report.added, report.removed)
 
     def _ensure_index(self, dim: int) -> None:
         """The HNSW index for this dimension, created once (one creator at a time: replicas
@@ -284,10 +287,13 @@ class PgvectorStore:
         return self._counts()[1]
 
     def sync(self) -> SyncReport:
-        """Copy the embeddings the table lacks from ``embeddings`` (binary COPY in chunks) and
-        delete vectors whose embedding is gone."""
+        """Copy the embeddings the table lacks from ``embeddings`` (binary COPY in chunks).
+
+        A vector cannot outlive its embedding (the foreign key cascades), so nothing is pruned
+        here; the ids present are read before the stored ones, so a vector committed by a worker
+        in between is at worst copied again (an upsert of the same value), never missed."""
+        self._ensure_schema()
         with self._sessions() as session:
-            stored = repo.embedding_ids(session, self.model)
             present = np.fromiter(
                 session.execute(
                     text("SELECT asset_id FROM vector_embeddings WHERE model = :m"),
@@ -295,8 +301,8 @@ class PgvectorStore:
                 ).scalars(),
                 dtype=np.int64,
             )
+            stored = repo.embedding_ids(session, self.model)
         missing = np.setdiff1d(stored, present)
-        extra = np.setdiff1d(present, stored)
         for start in range(0, len(missing), SYNC_CHUNK):
             chunk = [int(i) for i in missing[start : start + SYNC_CHUNK]]
             with self._sessions() as session:
@@ -308,8 +314,7 @@ class PgvectorStore:
             self._ensure_index(int(matrix.shape[1]))
             with self._engine.begin() as connection:
                 self._copy(connection, ids, matrix)
-        self.remove(extra)
-        return SyncReport(len(missing), len(extra), self.count())
+        return SyncReport(len(missing), 0, self.count())
 
     def _copy(self, connection: Connection, ids: NDArray[np.int64], vectors: NDArray[Any]) -> None:
         """Bulk load through a temporary table (COPY cannot upsert), so a vector written
