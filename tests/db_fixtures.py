@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -24,6 +23,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from viewfinder.db.engine import make_engine, make_session_factory, normalize_url
 from viewfinder.db.migrate import current_revision, head_revision, upgrade
 from viewfinder.db.models import Base
+from viewfinder.testing.pgvector_server import fresh_database
 
 __all__ = [
     "database_url",
@@ -74,15 +74,22 @@ def pgvector_admin_url() -> Iterator[str]:
         server.__exit__(None, None, None)
 
 
-@pytest.fixture(scope="session")
-def pgvector_test_database(pgvector_admin_url: str) -> Iterator[tuple[str, Engine]]:
-    with _created_postgres_database(pgvector_admin_url) as url:
+@contextmanager
+def _migrated_database(admin_url: str) -> Iterator[tuple[str, Engine]]:
+    """A new database on the server, migrated, with an engine to reset it; dropped at exit."""
+    with fresh_database(admin_url) as url:
         upgrade(url)
         maintenance = make_engine(url)
         try:
             yield url, maintenance
         finally:
             maintenance.dispose()
+
+
+@pytest.fixture(scope="session")
+def pgvector_test_database(pgvector_admin_url: str) -> Iterator[tuple[str, Engine]]:
+    with _migrated_database(pgvector_admin_url) as database:
+        yield database
 
 
 @pytest.fixture
@@ -93,33 +100,11 @@ def pgvector_database_url(pgvector_test_database: tuple[str, Engine]) -> str:
     return url
 
 
-@contextmanager
-def _created_postgres_database(admin_url: str) -> Iterator[str]:
-    """A new, empty database on the server; dropped (even with open connections) on exit."""
-    name = f"viewfinder_test_{uuid.uuid4().hex[:12]}"
-    admin = create_engine(admin_url, isolation_level="AUTOCOMMIT")
-    try:
-        with admin.connect() as connection:
-            connection.execute(text(f'CREATE DATABASE "{name}"'))
-        try:
-            yield make_url(admin_url).set(database=name).render_as_string(hide_password=False)
-        finally:
-            with admin.connect() as connection:
-                connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-    finally:
-        admin.dispose()
-
-
 @pytest.fixture(scope="session")
 def postgres_test_database(postgres_admin_url: str) -> Iterator[tuple[str, Engine]]:
     """The session's migrated test database: its URL and an engine used to reset it."""
-    with _created_postgres_database(postgres_admin_url) as url:
-        upgrade(url)
-        maintenance = make_engine(url)
-        try:
-            yield url, maintenance
-        finally:
-            maintenance.dispose()
+    with _migrated_database(postgres_admin_url) as database:
+        yield database
 
 
 def _reset_postgres(url: str, maintenance: Engine) -> None:
@@ -176,7 +161,7 @@ def empty_database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterat
     if request.param == "sqlite":
         yield f"sqlite:///{tmp_path / 'empty' / 'viewfinder.db'}"
         return
-    with _created_postgres_database(request.getfixturevalue("postgres_admin_url")) as url:
+    with fresh_database(request.getfixturevalue("postgres_admin_url")) as url:
         yield url
 
 

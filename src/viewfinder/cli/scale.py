@@ -9,7 +9,7 @@ from typing import Annotated
 
 import typer
 
-from viewfinder.cli.common import fail, load_settings
+from viewfinder.cli.common import command_library, fail, load_settings
 from viewfinder.errors import ViewfinderError
 from viewfinder.settings import Settings
 
@@ -79,22 +79,10 @@ def _worker_settings(settings: Settings, kinds: str | None, threads: int | None)
 def vectors_sync() -> None:
     """Fill or repair the configured vector store from the embeddings in the database (after
     moving a library to pgvector or Qdrant, or after a crash between a commit and a write)."""
-    from viewfinder.container import Services
-
-    settings = load_settings().model_copy(update={"worker_threads": 0})
-    try:
-        services = Services.build(settings, with_library=True)
-    except ViewfinderError as exc:
-        raise fail(exc) from None
-    try:
-        store = services.require_library().index
-        report = store.sync()
-    except ViewfinderError as exc:
-        raise fail(exc) from None
-    finally:
-        services.close()
+    with command_library() as library:
+        report = library.index.sync()
     typer.echo(
-        f"{store.kind}: {report.added} added, {report.removed} removed, "
+        f"{library.index.kind}: {report.added} added, {report.removed} removed, "
         f"{report.total} vectors in the store"
     )
 
@@ -102,23 +90,12 @@ def vectors_sync() -> None:
 @vectors_app.command("status")
 def vectors_status() -> None:
     """How many vectors the store holds beside how many embeddings the database has."""
-    from viewfinder.container import Services
     from viewfinder.db import repository as repo
     from viewfinder.library.processing import CLIP_MODEL
 
-    settings = load_settings().model_copy(update={"worker_threads": 0})
-    try:
-        services = Services.build(settings, with_library=True)
-    except ViewfinderError as exc:
-        raise fail(exc) from None
-    try:
-        library = services.require_library()
+    with command_library() as library:
         with library.sessions() as session:
             stored = repo.count_embeddings(session, CLIP_MODEL)
         held = library.index.count() if library.index.shared else None  # no index loaded
-    except ViewfinderError as exc:
-        raise fail(exc) from None
-    finally:
-        services.close()
     where = f"{held} vectors" if held is not None else "loaded by each server at start"
     typer.echo(f"{library.index.kind}: {where}; {stored} embeddings in the database")

@@ -450,6 +450,11 @@ def embedding_ids(s: Session, model: str) -> NDArray[np.int64]:
     return _int64_column(s, stmt)
 
 
+def embedding_dim(s: Session, model: str) -> int | None:
+    """The size of ``model``'s vectors, or None while it has none."""
+    return s.scalar(select(Embedding.dim).where(Embedding.model == model).limit(1))
+
+
 def count_embeddings(s: Session, model: str) -> int:
     stmt = select(func.count()).select_from(Embedding).where(Embedding.model == model)
     return s.scalar(stmt) or 0

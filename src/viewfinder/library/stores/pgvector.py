@@ -167,11 +167,7 @@ class PgvectorStore:
 
     def _db_dim(self) -> int | None:
         with self._sessions() as session:
-            ids = repo.embedding_ids(session, self.model)
-            if len(ids) == 0:
-                return None
-            vectors = repo.get_embeddings(session, self.model, [int(ids[0])])
-        return int(next(iter(vectors.values())).shape[0])
+            return repo.embedding_dim(session, self.model)
 
     def _counts(self) -> tuple[int, int]:
         with self._sessions() as session:

@@ -169,7 +169,7 @@ class QdrantStore:
             held = self._held_ids()
             with self._sessions() as session:
                 wanted = repo.embedding_ids(session, self.model)
-                dim = _database_dim(session, self.model) if wanted.size else None
+                dim = repo.embedding_dim(session, self.model) if wanted.size else None
             if dim is not None:
                 if self._known_dim() not in (None, dim):
                     # The model's vectors changed size: every point is unusable.
@@ -353,12 +353,6 @@ def _payloads(session: Session, ids: NDArray[np.int64]) -> dict[int, dict[str, A
                 payload["captured_at"] = _epoch(captured_at)
             payloads[asset_id] = payload
     return payloads
-
-
-def _database_dim(session: Session, model: str) -> int:
-    """The size of ``model``'s vectors in the database (which has at least one)."""
-    _, vectors = next(repo.iter_embeddings(session, model, batch_size=1))
-    return int(vectors.shape[1])
 
 
 def _match(key: str, value: str) -> models.FieldCondition:
