@@ -31,6 +31,22 @@ def test_seed_environment_names_are_accepted(monkeypatch: pytest.MonkeyPatch) ->
     assert settings.fetch_allow_hosts == ["127.0.0.1", "localhost"]
 
 
+def test_seed_001_qdrant_settings_choose_the_qdrant_store(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert Settings().vector_store_kind == "embedded"
+    monkeypatch.setenv("QDRANT_URL", "http://qdrant:6333")
+    monkeypatch.setenv("QDRANT_API_KEY", "secret")
+    settings = Settings()
+    assert (settings.vector_store_kind, settings.qdrant_url, settings.qdrant_api_key) == (
+        "qdrant",
+        "http://qdrant:6333",
+        "secret",
+    )
+    monkeypatch.setenv("VIEWFINDER_VECTOR_STORE", "pgvector")  # an explicit choice wins
+    assert Settings().vector_store_kind == "pgvector"
+    monkeypatch.setenv("VIEWFINDER_WORKER_KINDS", "embed, faces")
+    assert Settings().worker_kinds == ["embed", "faces"]
+
+
 def test_a_dotenv_file_is_read_as_the_seeds_read_theirs(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
