@@ -275,6 +275,18 @@ def test_pgvector_sync_repairs_lost_vectors_and_open_reconciles(library: Library
 
     store = _open("pgvector", library, Path("/nonexistent"))
     store.sync()
+    with library.engine.connect() as connection:
+        storage = connection.execute(
+            text(
+                "SELECT attstorage FROM pg_attribute WHERE attname = 'embedding' "
+                "AND attrelid = 'vector_embeddings'::regclass"
+            )
+        ).scalar()
+        indexes = connection.execute(
+            text("SELECT indexname FROM pg_indexes WHERE tablename = 'vector_embeddings'")
+        ).scalars()
+        assert any("hnsw_clip_64" in name for name in indexes)
+    assert storage == "p"  # in the row: no TOAST fetch per distance
     with library.engine.begin() as connection:
         connection.execute(text("DELETE FROM vector_embeddings WHERE asset_id <= 40"))
     assert store.count() == N - 40

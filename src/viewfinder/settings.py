@@ -151,7 +151,7 @@ class Settings(BaseSettings):
     # pgvector: index vectors as halfvec (half the index memory; exact float32 re-rank of the
     # candidates), and below how many matching images a filtered search scans exactly.
     pgvector_halfvec: bool = Field(False, validation_alias=_env("PGVECTOR_HALFVEC"))
-    pgvector_exact_below: int = Field(20_000, ge=0, validation_alias=_env("PGVECTOR_EXACT_BELOW"))
+    pgvector_exact_below: int = Field(5_000, ge=0, validation_alias=_env("PGVECTOR_EXACT_BELOW"))
     # Which background work this process's worker threads (or `viewfinder worker`) do.
     worker_kinds: Annotated[list[str], NoDecode] = Field(
         default_factory=list, validation_alias=_env("WORKER_KINDS")

@@ -32,6 +32,9 @@ IF EXISTS (SELECT 1 FROM pg_available_extensions WHERE name = 'vector') THEN
         CONSTRAINT fk_vector_embeddings_embeddings FOREIGN KEY (asset_id, model)
             REFERENCES embeddings (asset_id, model) ON DELETE CASCADE
     );
+    -- A 512-d vector (2 KB) would be TOASTed: kept out of line, every distance computed by a
+    -- scan would fetch it from the TOAST table. PLAIN keeps it in the row (pgvector's advice).
+    ALTER TABLE vector_embeddings ALTER COLUMN embedding SET STORAGE PLAIN;
 END IF;
 END $$
 """

