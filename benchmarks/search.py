@@ -228,18 +228,23 @@ def print_table(rows: Sequence[Row]) -> None:
         print(f"{r.case:<34} {r.ef!s:>8} {r.p50_ms:8.2f} {r.p99_ms:8.2f} {rec:>9}")
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--n", type=int, default=1_000_000)
+def add_data_arguments(parser: argparse.ArgumentParser, n: int) -> None:
+    """The options of the data and the queries, shared with benchmarks/vector_stores.py."""
+    parser.add_argument("--n", type=int, default=n)
     parser.add_argument("--queries", type=int, default=1000)
     parser.add_argument("--dim", type=int, default=512)
     parser.add_argument("--centres", type=int, default=2000)
     parser.add_argument("--local-dim", type=int, default=32)
     parser.add_argument("--k", type=int, default=10)
+    parser.add_argument("--filter-fraction", type=float, default=0.1)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    add_data_arguments(parser, n=1_000_000)
     parser.add_argument("--m", type=int, default=32)
     parser.add_argument("--ef-construction", type=int, default=80)
     parser.add_argument("--ef-search", default="32,64,128", help="comma-separated values to try")
-    parser.add_argument("--filter-fraction", type=float, default=0.1)
     parser.add_argument("--index-cache", help="save the built index here, or load it if present")
     parser.add_argument("--crossover", action="store_true", help="exact vs graph for filters")
     parser.add_argument("--crossover-ef", type=int, default=128, help="efSearch for --crossover")

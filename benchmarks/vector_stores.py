@@ -48,7 +48,14 @@ from numpy.typing import NDArray
 from sqlalchemy import insert, text
 from sqlalchemy.orm import Session, sessionmaker
 
-from benchmarks.search import Mixture, Row, exact_top_k, print_table, recall
+from benchmarks.search import (
+    Mixture,
+    Row,
+    add_data_arguments,
+    exact_top_k,
+    print_table,
+    recall,
+)
 from viewfinder.db.engine import make_engine, make_session_factory, sqlite_url_for
 from viewfinder.db.migrate import upgrade
 from viewfinder.db.models import Asset, Embedding, utcnow
@@ -199,13 +206,7 @@ def store_search(store: VectorStore, k: int, filters: SearchFilters | None) -> S
 
 def _arguments() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--n", type=int, default=100_000)
-    parser.add_argument("--queries", type=int, default=1000)
-    parser.add_argument("--dim", type=int, default=512)
-    parser.add_argument("--centres", type=int, default=2000)
-    parser.add_argument("--local-dim", type=int, default=32)
-    parser.add_argument("--k", type=int, default=10)
-    parser.add_argument("--filter-fraction", type=float, default=0.1)
+    add_data_arguments(parser, n=100_000)
     parser.add_argument("--qdrant-n", type=int, default=20_000)
     parser.add_argument("--qdrant-queries", type=int, default=100)
     parser.add_argument(
