@@ -112,6 +112,7 @@ class PgvectorStore:
         self.exact_below = exact_below
         self.ef_search = ef_search
         self._indexed_dims: set[int] = set()
+        self._schema_ready = False
         self._lock = threading.Lock()
 
     @classmethod
@@ -139,6 +140,9 @@ class PgvectorStore:
                 log.info("pgvector reconciled: %d added, %d removed", report.added, report.removed)
 
     def _ensure_schema(self) -> None:
+        """The extension and the table, checked once per store (``open`` then ``sync``)."""
+        if self._schema_ready:
+            return
         with self._engine.begin() as connection:
             if not schema.ensure(connection):
                 raise StorageError(
@@ -153,6 +157,7 @@ class PgvectorStore:
                 f"pgvector {version} is too old: filtered search needs iterative index scans "
                 "(pgvector 0.8 or newer)"
             )
+        self._schema_ready = True
 
     def _ensure_index(self, dim: int) -> None:
         """The HNSW index for this dimension, created once (one creator at a time: replicas
