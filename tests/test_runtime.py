@@ -5,8 +5,9 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -194,3 +195,67 @@ def test_different_models_load_safely_from_concurrent_threads(
         assert [m.name for m in loaded] == names
     finally:
         services.close()
+
+
+class _ObservedLock:
+    """A lock that reports each thread about to take it, so a test knows when a thread waits."""
+
+    def __init__(self, on_acquire: threading.Event, watched: list[threading.Thread]) -> None:
+        self._lock = threading.Lock()
+        self._on_acquire = on_acquire
+        self._watched = watched
+
+    def __enter__(self) -> None:
+        if threading.current_thread() in self._watched:
+            self._on_acquire.set()
+        self._lock.acquire()
+
+    def __exit__(self, *exc: object) -> None:
+        self._lock.release()
+
+
+def test_submit_racing_close_is_run_or_refused_never_left_pending() -> None:
+    """submit() checked that the batcher was open, then queued: a close() in between put its stop
+    marker first, so the item was never run and its ``.result()`` waited forever."""
+    model = RecordingModel()
+    batcher = MicroBatcher("m", model.forward, BatchPolicy(max_batch_size=1, max_wait_s=0))
+    in_submit = threading.Event()
+    closer_moved = threading.Event()  # close() has finished, or waits for submit() to end
+    closer_box: list[threading.Thread] = []
+    batcher._submit_lock = _ObservedLock(closer_moved, closer_box)  # type: ignore[assignment]
+    put_now = batcher._queue.put_nowait
+
+    def put_once_close_has_moved(entry: Any) -> None:
+        in_submit.set()
+        assert closer_moved.wait(5), "close() neither finished nor waited for submit()"
+        put_now(entry)
+
+    batcher._queue.put_nowait = put_once_close_has_moved  # type: ignore[method-assign,assignment]
+
+    def close() -> None:
+        try:
+            batcher.close()
+        finally:
+            closer_moved.set()
+
+    submitted: list[Future[Any]] = []
+    submitter = threading.Thread(target=lambda: submitted.append(batcher.submit(21)))
+    submitter.start()
+    assert in_submit.wait(5)
+    closer = threading.Thread(target=close)
+    closer_box.append(closer)
+    closer.start()
+    submitter.join(5)
+    closer.join(5)
+    assert not closer.is_alive()
+    assert submitted, "submit() did not return"
+    assert submitted[0].result(timeout=2) == 42
+
+
+def test_submit_after_close_is_refused_with_model_unavailable() -> None:
+    batcher = MicroBatcher("m", RecordingModel().forward, BatchPolicy())
+    queued = batcher.submit(1)
+    batcher.close()
+    assert queued.result(timeout=5) == 2  # queued before the stop: still run
+    with pytest.raises(ModelUnavailableError, match="unloaded"):
+        batcher.submit(2)

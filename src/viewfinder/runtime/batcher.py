@@ -13,7 +13,7 @@ from concurrent.futures import Future
 from dataclasses import dataclass
 from typing import Any
 
-from viewfinder.errors import OverloadedError
+from viewfinder.errors import ModelUnavailableError, OverloadedError
 
 log = logging.getLogger(__name__)
 
@@ -36,31 +36,40 @@ class MicroBatcher:
         self._policy = policy
         self._queue: queue.Queue[tuple[Any, Future[Any]] | None] = queue.Queue(policy.queue_limit)
         self._thread = threading.Thread(target=self._loop, name=f"batcher-{name}", daemon=True)
+        # Held from the open check to the enqueue, and by close() to mark the batcher closed:
+        # an item is then either queued before the stop marker (and run) or refused.
+        self._submit_lock = threading.Lock()
         self._closed = False
         self.batches_run = 0
         self.items_run = 0
         self._thread.start()
 
     def submit(self, item: Any) -> Future[Any]:
-        """Queue one item; its future resolves to the raw output. Full queue: OverloadedError."""
-        if self._closed:
-            raise RuntimeError(f"batcher {self.name!r} is closed")
+        """Queue one item; its future resolves to the raw output. Full queue: OverloadedError;
+        closed (the model was unloaded): ModelUnavailableError."""
         future: Future[Any] = Future()
-        try:
-            self._queue.put_nowait((item, future))
-        except queue.Full:
-            raise OverloadedError(
-                f"model {self.name!r} has {self._policy.queue_limit} items queued; retry shortly",
-                retry_after_s=1.0,
-            ) from None
+        with self._submit_lock:
+            if self._closed:
+                raise ModelUnavailableError(
+                    f"model {self.name!r} was unloaded (the server may be stopping); retry"
+                )
+            try:
+                self._queue.put_nowait((item, future))
+            except queue.Full:
+                raise OverloadedError(
+                    f"model {self.name!r} has {self._policy.queue_limit} items queued; "
+                    "retry shortly",
+                    retry_after_s=1.0,
+                ) from None
         return future
 
     def close(self) -> None:
-        """Finish the items already queued, then stop the thread."""
-        if self._closed:
-            return
-        self._closed = True
-        self._queue.put(None)
+        """Finish the items already queued, refuse later ones, then stop the thread."""
+        with self._submit_lock:
+            if self._closed:
+                return
+            self._closed = True
+        self._queue.put(None)  # behind every item queued so far; nothing can follow it
         self._thread.join()
 
     def _loop(self) -> None:
