@@ -26,6 +26,10 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 # SQLite only auto-increments an INTEGER PRIMARY KEY; PostgreSQL gets a 64-bit identity.
 BigId = BigInteger().with_variant(Integer(), "sqlite")
+# Without AUTOINCREMENT SQLite hands a deleted newest row's id to the next row, and everything
+# that names an id (a cached ``/file`` URL served immutable, a classifier file, a face group)
+# would then name another thing. PostgreSQL's identity sequences never go back.
+NEVER_REUSE_IDS = {"sqlite_autoincrement": True}
 
 
 # Named constraints let later (SQLite batch) migrations drop or alter them by name.
@@ -83,6 +87,7 @@ class Asset(Base):
     """One stored image, identified by the SHA-256 of its bytes (the same bytes are one asset)."""
 
     __tablename__ = "assets"
+    __table_args__ = NEVER_REUSE_IDS
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
     sha256: Mapped[str] = mapped_column(String(64), unique=True)
@@ -166,6 +171,7 @@ class Person(Base):
     """A named person. Names are unique regardless of case (labelling "alice" reuses "Alice")."""
 
     __tablename__ = "persons"
+    __table_args__ = NEVER_REUSE_IDS
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
     name: Mapped[str] = mapped_column(String(200))
@@ -184,7 +190,7 @@ class Face(Base):
     runs."""
 
     __tablename__ = "faces"
-    __table_args__ = (Index("ix_faces_person_id", "person_id"),)
+    __table_args__ = (Index("ix_faces_person_id", "person_id"), NEVER_REUSE_IDS)
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
     asset_id: Mapped[int] = mapped_column(
@@ -214,6 +220,7 @@ class FaceHead(Base):
     """A trained face-matching projection head (weights as safetensors bytes, never pickle)."""
 
     __tablename__ = "face_heads"
+    __table_args__ = NEVER_REUSE_IDS
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
     version: Mapped[str] = mapped_column(String(64), unique=True)
@@ -227,6 +234,7 @@ class Collection(Base):
     """A named set of assets; its members are the positives of its classifier."""
 
     __tablename__ = "collections"
+    __table_args__ = NEVER_REUSE_IDS
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
     name: Mapped[str] = mapped_column(String(200), unique=True)
