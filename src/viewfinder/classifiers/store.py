@@ -126,6 +126,23 @@ class ClassifierStore:
         with self._lock:
             self._cache.pop(classifier.file_name, None)
 
+    def forget(self, collection_id: int) -> int:
+        """Remove every version of a collection's classifier and its promotion (the collection
+        is gone); returns how many files were removed."""
+        with self._lock:
+            self._refresh()
+            if collection_id in self._best:
+                best = {str(k): v for k, v in self._best.items() if k != collection_id}
+                text = json.dumps(best, indent=2, sort_keys=True)
+                write_atomically(self.directory / BEST_MODELS_FILE, text.encode())
+                self._stamp = None
+            removed = 0
+            for path in self.directory.glob(f"collection_{collection_id}_classifier_*.json"):
+                path.unlink(missing_ok=True)
+                self._cache.pop(path.name, None)
+                removed += 1
+            return removed
+
     def write_json(self, name: str, payload: object) -> Path:
         path = self.directory / name
         write_atomically(path, json.dumps(payload, indent=2, sort_keys=True, default=str).encode())

@@ -24,6 +24,7 @@ from viewfinder.faces.people import PeopleService
 from viewfinder.imaging.fetch import FetchPolicy
 from viewfinder.library.bucket_import import BucketImporter
 from viewfinder.library.clusters import ClusterService
+from viewfinder.library.collections import CollectionService
 from viewfinder.library.duplicates import DuplicateFinder
 from viewfinder.library.ingest import IngestService
 from viewfinder.library.job_kinds import JOB_KINDS
@@ -81,6 +82,7 @@ class Library:
     people: PeopleService
     originals: Originals  # where each original is read: the blob store, or a bucket in place
     buckets: BucketImporter  # indexing s3://bucket/prefix in place
+    collections: CollectionService
 
     @classmethod
     def open(cls, settings: Settings, pool: ModelPool, classifiers: ClassifierStore) -> Library:
@@ -141,6 +143,7 @@ class Library:
             PeopleService(sessions),
             originals,
             BucketImporter(sessions, ingest, objects, settings.max_download_bytes),
+            CollectionService(sessions, classifiers),
         )
 
     def __post_init__(self) -> None:

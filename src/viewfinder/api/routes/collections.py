@@ -123,9 +123,7 @@ def get_collection(collection_id: DbInt, svc: ServicesDep) -> CollectionOut:
 
 @router.delete("/collections/{collection_id}", status_code=status.HTTP_204_NO_CONTENT)
 def delete_collection(collection_id: DbInt, lib: LibraryDep) -> Response:
-    with lib.sessions.begin() as session:
-        if not repo.delete_collection(session, collection_id):
-            raise NotFoundError(f"collection {collection_id} does not exist")
+    lib.collections.delete(collection_id)
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 
