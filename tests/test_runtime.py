@@ -259,3 +259,53 @@ def test_submit_after_close_is_refused_with_model_unavailable() -> None:
     assert queued.result(timeout=5) == 2  # queued before the stop: still run
     with pytest.raises(ModelUnavailableError, match="unloaded"):
         batcher.submit(2)
+
+
+class GatedModel(RecordingModel):
+    """Pauses in ``preprocess`` (on the caller's thread, the model in use) until released."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.in_use = threading.Event()
+        self.release = threading.Event()
+
+    def preprocess(self, item: int) -> int:
+        if item != 0:  # not the warm-up item
+            self.in_use.set()
+            assert self.release.wait(5), "the test never released the model"
+        return item
+
+
+def test_a_model_in_use_is_not_unloaded_and_its_idle_time_counts_from_release() -> None:
+    """The idle reaper unloaded a model whose last use had *started* more than the TTL ago, even
+    while a request was still using it: that request's submit then found the batcher closed."""
+    model = GatedModel()
+    pool = ModelPool({"m": lambda: model}, BatchPolicy(), idle_ttl_s=10)
+    try:
+        pool.get("m")
+        results: list[int] = []
+        user = threading.Thread(target=lambda: results.append(pool.run("m", 4)))
+        user.start()
+        assert model.in_use.wait(5)
+        assert pool.unload_idle(now=time.monotonic() + 60) == []
+        assert pool.loaded() == ["m"]
+        model.release.set()
+        user.join(5)
+        assert results == [8]
+        released = time.monotonic()
+        assert pool.unload_idle(now=released + 5) == []
+        assert pool.unload_idle(now=released + 11) == ["m"]
+    finally:
+        model.release.set()
+        pool.close()
+
+
+def test_a_lease_keeps_a_model_loaded_across_several_runs() -> None:
+    pool = ModelPool({"m": RecordingModel}, BatchPolicy(), idle_ttl_s=10)
+    try:
+        with pool.lease("m") as model:
+            assert pool.unload_idle(now=time.monotonic() + 60) == []
+            assert model.run_many([1, 2]) == [2, 4]
+        assert pool.unload_idle(now=time.monotonic() + 60) == ["m"]
+    finally:
+        pool.close()

@@ -113,17 +113,17 @@ class ZeroShotClassifier:
     def label_embeddings(self) -> dict[str, NDArray[np.float32]]:
         """Per category, the unit embeddings of its label sentences for the loaded text model
         (loading it if needed; computed once per load)."""
-        text_model = self._pool.get(TEXT_MODEL)
-        cache = self._cache
-        if cache is not None and cache.source() is text_model:
-            return cache.matrices
-        with self._lock:  # concurrent first requests embed the labels once
+        with self._pool.lease(TEXT_MODEL) as text_model:
             cache = self._cache
             if cache is not None and cache.source() is text_model:
                 return cache.matrices
-            matrices = self._embed_labels(text_model)
-            self._cache = _LabelEmbeddings(weakref.ref(text_model), matrices)
-            return matrices
+            with self._lock:  # concurrent first requests embed the labels once
+                cache = self._cache
+                if cache is not None and cache.source() is text_model:
+                    return cache.matrices
+                matrices = self._embed_labels(text_model)
+                self._cache = _LabelEmbeddings(weakref.ref(text_model), matrices)
+                return matrices
 
     def _embed_labels(self, text_model: LoadedModel) -> dict[str, NDArray[np.float32]]:
         spans: list[tuple[str, int, int]] = []

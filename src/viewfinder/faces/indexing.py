@@ -73,7 +73,8 @@ class FaceProcessor:
 
     def compute(self, images: dict[int, Image.Image]) -> dict[int, Any]:
         ids = list(images)
-        found = run_isolated(self._pool.get(FACE_DETECTOR), [images[i] for i in ids])
+        with self._pool.lease(FACE_DETECTOR) as detector:
+            found = run_isolated(detector, [images[i] for i in ids])
         results: dict[int, Any] = {}
         aligned: dict[int, list[AlignedFace]] = {}
         for asset_id, detections in zip(ids, found, strict=True):
@@ -87,7 +88,10 @@ class FaceProcessor:
         crops = [face.aligned for faces in aligned.values() for face in faces]
         # The recogniser is loaded only once a face turns up: a library without faces (or a
         # test on plain colours) never needs its weights.
-        embeddings = run_isolated(self._pool.get(FACE_RECOGNIZER), crops) if crops else []
+        embeddings: list[Any] = []
+        if crops:
+            with self._pool.lease(FACE_RECOGNIZER) as recognizer:
+                embeddings = run_isolated(recognizer, crops)
         position = 0
         for asset_id, faces in aligned.items():
             vectors = embeddings[position : position + len(faces)]

@@ -96,7 +96,8 @@ class EmbeddingProcessor:
 
     def compute(self, images: dict[int, Image.Image]) -> dict[int, Any]:
         ids = list(images)
-        outputs = run_isolated(self._pool.get("clip_image"), [images[i] for i in ids])
+        with self._pool.lease("clip_image") as model:
+            outputs = run_isolated(model, [images[i] for i in ids])
         return {
             i: out if isinstance(out, Exception) else np.asarray(out, dtype=np.float32)
             for i, out in zip(ids, outputs, strict=True)
@@ -125,7 +126,8 @@ class CaptionProcessor:
     def compute(self, images: dict[int, Image.Image]) -> dict[int, Any]:
         ids = list(images)
         requests = [CaptionRequest(images[i], self._max_length) for i in ids]
-        return dict(zip(ids, run_isolated(self._pool.get("caption"), requests), strict=True))
+        with self._pool.lease("caption") as model:
+            return dict(zip(ids, run_isolated(model, requests), strict=True))
 
     def store(self, session: Session, asset_id: int, result: Any) -> None:
         asset = session.get(Asset, asset_id)

@@ -1,12 +1,15 @@
 """The model pool: lazy loading behind a per-model lock, a preload list, a warm-up pass, one
-micro-batcher per loaded model, and unloading after an idle TTL."""
+micro-batcher per loaded model, and unloading after an idle TTL. A model is used under a lease
+(``lease``, or ``run`` for one item): the reaper never unloads a leased model, and its idle time
+counts from the last lease's release."""
 
 from __future__ import annotations
 
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -35,6 +38,7 @@ class LoadedModel:
     batcher: MicroBatcher
     load_seconds: float
     last_used: float = field(default_factory=time.monotonic)
+    leases: int = 0  # callers using the model now (changed under the pool's guard)
 
     def run(self, item: Any) -> Any:
         """preprocess here, forward in a batch on the batcher's thread, postprocess here."""
@@ -93,33 +97,59 @@ class ModelPool:
             return sorted(self._loaded)
 
     def peek(self, name: str) -> LoadedModel | None:
-        """The loaded model, or None; never loads."""
+        """The loaded model, or None; never loads. For looking at it, not running it."""
         with self._guard:
             return self._loaded.get(name)
 
     def run(self, name: str, item: Any) -> Any:
-        return self.get(name).run(item)
+        with self.lease(name) as model:
+            return model.run(item)
+
+    @contextmanager
+    def lease(self, name: str) -> Iterator[LoadedModel]:
+        """The model (loading it if needed), kept loaded until the block ends."""
+        loaded = self._checkout(name, lease=True)
+        try:
+            yield loaded
+        finally:
+            with self._guard:
+                loaded.leases -= 1
+                loaded.last_used = time.monotonic()
 
     def get(self, name: str) -> LoadedModel:
+        """The model, loading it if needed, without a lease: the idle reaper may unload it once
+        it has been idle for the TTL. Run models under ``lease``."""
+        return self._checkout(name, lease=False)
+
+    def _checkout(self, name: str, lease: bool) -> LoadedModel:
         if name not in self._factories:
             raise KeyError(f"unknown model {name!r}; known: {', '.join(self.names)}")
         with self._guard:
             loaded = self._loaded.get(name)
-        if loaded is not None:
-            return loaded
+            if loaded is not None:
+                return self._touch(loaded, lease)
         with self._locks[name]:  # one loader per model; others wait for it
             with self._guard:
                 loaded = self._loaded.get(name)
                 failure = self._failures.get(name)
-            if loaded is not None:
-                return loaded
+                if loaded is not None:
+                    return self._touch(loaded, lease)
             if failure is not None and time.monotonic() - failure[0] < FAILURE_MEMORY_S:
                 raise failure[1]
             loaded = self._load(name)
             with self._guard:
                 self._loaded[name] = loaded
                 self._failures.pop(name, None)
-            return loaded
+                return self._touch(loaded, lease)
+
+    @staticmethod
+    def _touch(loaded: LoadedModel, lease: bool) -> LoadedModel:
+        """Mark a model just used (and leased); called under the guard, so the reaper sees
+        either the model before this call or the lease."""
+        loaded.last_used = time.monotonic()
+        if lease:
+            loaded.leases += 1
+        return loaded
 
     def _load(self, name: str) -> LoadedModel:
         started = time.monotonic()
@@ -161,10 +191,18 @@ class ModelPool:
         return True
 
     def unload_idle(self, now: float | None = None) -> list[str]:
+        """Unload the models without a lease whose last use ended more than the TTL ago."""
         now = time.monotonic() if now is None else now
-        with self._guard:
-            idle = [n for n, m in self._loaded.items() if now - m.last_used > self._idle_ttl_s]
-        return [name for name in idle if self.unload(name)]
+        with self._guard:  # checked and removed at once: no lease can be taken in between
+            idle = [
+                self._loaded.pop(name)
+                for name, m in list(self._loaded.items())
+                if m.leases == 0 and now - m.last_used > self._idle_ttl_s
+            ]
+        for loaded in idle:
+            loaded.batcher.close()
+            log.info("unloaded idle model %s", loaded.name)
+        return [loaded.name for loaded in idle]
 
     def start_reaper(self, interval_s: float | None = None) -> None:
         """Unload idle models in the background (checks every ``interval_s``)."""
