@@ -170,6 +170,9 @@ class Settings(BaseSettings):
 
     # --- hostile input -------------------------------------------------------------------------
     max_upload_bytes: int = Field(20 * 1024 * 1024, ge=1, validation_alias=_env("MAX_UPLOAD_BYTES"))
+    max_request_bytes: int = Field(
+        200 * 1024 * 1024, ge=1, validation_alias=_env("MAX_REQUEST_BYTES")
+    )  # the whole body of a many-file upload (POST /api/v1/assets); each file: max_upload_bytes
     max_download_bytes: int = Field(
         20 * 1024 * 1024, ge=1, validation_alias=_env("MAX_DOWNLOAD_BYTES")
     )

@@ -62,7 +62,11 @@ def create_app(settings: Settings, services: Services | None = None) -> FastAPI:
     app.include_router(seed003.router)
     app.include_router(system.router)
     app.include_router(web.router)
-    app.add_middleware(BodySizeLimitMiddleware, max_upload_bytes=settings.max_upload_bytes)
+    app.add_middleware(
+        BodySizeLimitMiddleware,
+        max_upload_bytes=settings.max_upload_bytes,
+        max_request_bytes=settings.max_request_bytes,
+    )
     if settings.cors_origins:
         # Outside the body-size limit and the routes: preflight requests are answered here.
         app.add_middleware(
