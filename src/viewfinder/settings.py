@@ -71,6 +71,24 @@ class Settings(BaseSettings):
         default_factory=list, validation_alias=_env("CORS_ORIGINS")
     )  # browser origins allowed to call the API (a separate frontend, e.g. seed 003's); "*": any
 
+    # --- access control (docs/security.md) ---------------------------------------------------
+    # Full-access keys from the environment, beside those `viewfinder keys create` stores.
+    api_keys: Annotated[list[str], NoDecode] = Field(
+        default_factory=list, validation_alias=_env("API_KEYS"), repr=False
+    )
+    allow_anonymous: bool = Field(
+        False, validation_alias=_env("ALLOW_ANONYMOUS")
+    )  # `serve` on a non-loopback address without any key: only when this says it is intended
+    rate_limit_per_minute: int = Field(
+        600, ge=0, validation_alias=_env("RATE_LIMIT_PER_MINUTE")
+    )  # requests per key (and failed authentications per client address); 0: no limit
+    api_key_cache_s: float = Field(
+        5.0, ge=0, le=60, validation_alias=_env("API_KEY_CACHE_S")
+    )  # how long a key lookup is reused: a revoked key stops working within this time
+    session_lifetime_s: float = Field(
+        7 * 24 * 3600.0, gt=0, validation_alias=_env("SESSION_LIFETIME_S")
+    )  # how long the web UI's session cookie stays valid
+
     # --- model sources: a Hugging Face repo id, an https URL of one file, or a local path ------
     clip_model: str = Field(
         "openai/clip-vit-base-patch32", validation_alias=_env("CLIP_MODEL", "CLIP_MODEL_NAME")
@@ -241,6 +259,7 @@ class Settings(BaseSettings):
         "import_buckets",
         "cors_origins",
         "worker_kinds",
+        "api_keys",
         mode="before",
     )
     @classmethod

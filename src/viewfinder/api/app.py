@@ -10,6 +10,7 @@ from fastapi.middleware.cors import CORSMiddleware
 from starlette.concurrency import run_in_threadpool
 
 import viewfinder
+from viewfinder.api.auth import install_access_control
 from viewfinder.api.errors import install_error_handlers
 from viewfinder.api.middleware import RequestLogMiddleware
 from viewfinder.api.routes import (
@@ -67,6 +68,7 @@ def create_app(settings: Settings, services: Services | None = None) -> FastAPI:
         max_upload_bytes=settings.max_upload_bytes,
         max_request_bytes=settings.max_request_bytes,
     )
+    install_access_control(app, settings, built)  # between the body limit and CORS: see there
     if settings.cors_origins:
         # Outside the body-size limit and the routes: preflight requests are answered here.
         app.add_middleware(

@@ -15,6 +15,7 @@ import typer
 
 from viewfinder.analysis.results import Task
 from viewfinder.cli.common import fail, load_settings
+from viewfinder.cli.keys import keys_app
 from viewfinder.cli.scale import vectors_app, worker
 from viewfinder.errors import InvalidInputError, ViewfinderError
 from viewfinder.storage.atomic import write_atomically
@@ -29,6 +30,7 @@ models_app = typer.Typer(no_args_is_help=True, help="List and fetch the configur
 app.add_typer(models_app, name="models")
 app.command()(worker)
 app.add_typer(vectors_app, name="vectors")
+app.add_typer(keys_app, name="keys")
 
 
 _settings = load_settings
@@ -43,12 +45,17 @@ def serve(
     """Run the HTTP API (OpenAPI docs at /docs)."""
     import uvicorn
 
+    from viewfinder.access.exposure import anonymous_exposure
     from viewfinder.api.app import create_app
     from viewfinder.library.topology import shared_store_warning
     from viewfinder.logging_setup import configure_logging
 
     settings = _settings()
     configure_logging(settings.log_level)
+    refusal = anonymous_exposure(settings, host or settings.host)
+    if refusal:
+        typer.echo(f"error: {refusal}", err=True)
+        raise typer.Exit(2)
     warning = shared_store_warning(settings)
     if warning:
         logging.getLogger("viewfinder.serve").warning(warning)
