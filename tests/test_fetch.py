@@ -159,7 +159,7 @@ def policy(**overrides: Any) -> FetchPolicy:
         "max_bytes": MAX_BYTES,
         "timeout_s": 5.0,
         "max_redirects": 3,
-        "allow_hosts": (LOOPBACK,),
+        "allow_hosts": (f"{LOOPBACK}:*",),  # the test server's port is chosen at random
     }
     values.update(overrides)
     return FetchPolicy(**values)
@@ -293,7 +293,7 @@ def test_loopback_is_refused_unless_allowed(
 
 
 def test_allowed_by_network(server: Served) -> None:
-    assert fetch_image_bytes(server.url("/image.png"), policy(allow_hosts=("127.0.0.0/8",)))
+    assert fetch_image_bytes(server.url("/image.png"), policy(allow_hosts=("127.0.0.0/8:*",)))
 
 
 def test_proxy_environment_is_ignored(
@@ -313,7 +313,8 @@ def test_allowed_hostname_resolving_to_loopback_is_fetched(
 ) -> None:
     resolver = StubResolver([LOOPBACK])
     url = f"http://Images.Test:{server.port}/image.png"
-    data = fetch_image_bytes(url, policy(allow_hosts=("images.test",), resolver=resolver))
+    allowed = (f"images.test:{server.port}",)
+    data = fetch_image_bytes(url, policy(allow_hosts=allowed, resolver=resolver))
     assert data == IMAGE
     assert resolver.asked == [("images.test", server.port)]
     assert connections == [(LOOPBACK, server.port)]
@@ -435,7 +436,7 @@ def test_self_signed_certificate_is_refused(
         url = f"https://images.test:{httpd.server_address[1]}/image.png"
         resolver = StubResolver([LOOPBACK])
         with pytest.raises(FetchError, match="CERTIFICATE_VERIFY_FAILED"):
-            fetch_image_bytes(url, policy(allow_hosts=("images.test",), resolver=resolver))
+            fetch_image_bytes(url, policy(allow_hosts=("images.test:*",), resolver=resolver))
         assert connections == [(LOOPBACK, httpd.server_address[1])]
     finally:
         httpd.shutdown()
@@ -481,3 +482,83 @@ def test_policy_from_settings() -> None:
         max_redirects=1,
         allow_hosts=("images.test", "10.0.0.0/8"),
     )
+
+
+# --- ports of allowed hosts ----------------------------------------------------------------
+
+
+def test_an_allowed_host_is_allowed_on_the_default_ports_only(
+    server: Served, connections: list[tuple[str, int]]
+) -> None:
+    """An entry without a port opened every port of the host (an admin port on 127.0.0.1 as
+    well as an image store on port 80); it stands for ports 80 and 443 only."""
+    with pytest.raises(FetchError) as raised:
+        fetch_image_bytes(server.url("/image.png"), policy(allow_hosts=(LOOPBACK,)))
+    message = str(raised.value)
+    assert message.startswith("Could not download image from URL: ")
+    assert f"only on ports 80 and 443, not on port {server.port}" in message
+    assert f"add {LOOPBACK}:{server.port} to VIEWFINDER_FETCH_ALLOW_HOSTS" in message
+    assert connections == []
+
+
+@pytest.mark.parametrize("entry", ["127.0.0.1:{port}", "127.0.0.1:*", "127.0.0.0/8:{port}"])
+def test_host_port_and_host_star_entries_allow_that_port_or_every_port(
+    server: Served, entry: str, connections: list[tuple[str, int]]
+) -> None:
+    allowed = entry.replace("{port}", str(server.port))
+    assert fetch_image_bytes(server.url("/image.png"), policy(allow_hosts=(allowed,))) == IMAGE
+    assert connections == [(LOOPBACK, server.port)]
+
+
+def test_a_redirect_to_another_port_of_an_allowed_host_is_refused(
+    server: Served, connections: list[tuple[str, int]]
+) -> None:
+    url = server.url("/redirect?to=http://127.0.0.1:1/image.png")
+    with pytest.raises(FetchError, match="not on port 1;"):
+        fetch_image_bytes(url, policy(allow_hosts=(f"{LOOPBACK}:{server.port}",)))
+    assert connections == [(LOOPBACK, server.port)]
+
+
+def test_an_allowed_name_is_allowed_on_its_port_only(
+    server: Served, connections: list[tuple[str, int]]
+) -> None:
+    url = f"http://images.test:{server.port}/image.png"
+    allowed = policy(allow_hosts=(f"images.test:{server.port}",), resolver=StubResolver([LOOPBACK]))
+    assert fetch_image_bytes(url, allowed) == IMAGE
+    default_ports = policy(allow_hosts=("images.test",), resolver=StubResolver([LOOPBACK]))
+    with pytest.raises(FetchError, match=f"images.test is allowed by .* not on port {server.port}"):
+        fetch_image_bytes(url, default_ports)
+    assert connections == [(LOOPBACK, server.port)]
+
+
+@pytest.mark.parametrize(
+    ("entry", "allowed"),
+    [
+        ("[::1]:8080", True),
+        ("[::1]:*", True),
+        ("[::/127]:8080", True),
+        ("[::1]:8081", False),
+        ("[::1]", False),  # ports 80 and 443
+        ("::1", False),  # a bare IPv6 address has no port: 80 and 443
+        ("::/127", False),
+    ],
+)
+def test_ipv6_entries_take_their_port_after_the_brackets(
+    entry: str, allowed: bool, connections: list[tuple[str, int]]
+) -> None:
+    with pytest.raises(FetchError) as raised:
+        fetch_image_bytes("http://[::1]:8080/image.png", policy(allow_hosts=(entry,)))
+    if allowed:  # let through by the allow-list: the test's own guard stops the connection
+        assert "could not connect" in str(raised.value)
+        assert connections == [("::1", 8080)]
+    else:
+        assert "not on port 8080;" in str(raised.value)
+        assert connections == []
+
+
+@pytest.mark.parametrize(
+    "entry", ["127.0.0.1:http", "127.0.0.1:0", "127.0.0.1:65536", "[::1", "[::1]8080", ":80"]
+)
+def test_malformed_allow_list_entries_fail_at_start_up(entry: str) -> None:
+    with pytest.raises(ValueError, match="VIEWFINDER_FETCH_ALLOW_HOSTS"):
+        Settings(fetch_allow_hosts=entry)

@@ -13,6 +13,8 @@ from typing import Annotated, Literal
 from pydantic import AliasChoices, Field, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from viewfinder.imaging.allowlist import Allowlist
+
 DEFAULT_YOLOX_URL = (
     "https://github.com/Megvii-BaseDetection/YOLOX/releases/download/0.1.1rc0/yolox_s.onnx"
 )
@@ -265,6 +267,12 @@ class Settings(BaseSettings):
     @classmethod
     def _csv(cls, value: object) -> object:
         return _split_csv(value)
+
+    @field_validator("fetch_allow_hosts")
+    @classmethod
+    def _readable_allow_list(cls, value: list[str]) -> list[str]:
+        Allowlist.parse(value)  # a malformed entry stops start-up with a message naming it
+        return value
 
     @field_validator(
         "s3_bucket", "s3_endpoint_url", "s3_region", "qdrant_url", "qdrant_api_key", mode="before"

@@ -12,8 +12,10 @@ httpcore is used directly rather than httpx so that the network backend can be r
 nothing reads proxy settings from the environment (a proxy would make the address check moot).
 
 Hosts, addresses and networks named in ``VIEWFINDER_FETCH_ALLOW_HOSTS`` are trusted (tests, an
-intranet image store). The whole download, redirects included, must finish within
-``timeout_s``; name resolution uses the system resolver, whose own timeout applies to it.
+intranet image store), each on the ports its entry names (80 and 443 unless it names others; see
+``allowlist``), checked before any connection. The whole download, redirects included, must
+finish within ``timeout_s``; name resolution uses the system resolver, whose own timeout applies
+to it.
 """
 
 from __future__ import annotations
@@ -24,17 +26,16 @@ import time
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from ipaddress import IPv4Address, IPv4Network, IPv6Address, IPv6Network, ip_address, ip_network
+from ipaddress import IPv4Address, IPv4Network, IPv6Address, IPv6Network, ip_address
 from typing import Final
 from urllib.parse import quote, urljoin, urlsplit
 
 import httpcore
 
 from viewfinder.errors import FetchError, TooLargeError
+from viewfinder.imaging.allowlist import SETTING, Allowlist, IPAddress, IPNetwork, normalise_host
 from viewfinder.settings import Settings
 
-IPAddress = IPv4Address | IPv6Address
-IPNetwork = IPv4Network | IPv6Network
 Resolver = Callable[[str, int], list[str]]
 
 _PREFIX: Final = "Could not download image from URL"
@@ -161,37 +162,6 @@ def _embedded_ipv4(address: IPv6Address) -> IPv4Address | None:
 
 
 @dataclass(frozen=True)
-class Allowlist:
-    """Trusted hosts: names (exact, case-insensitive) and IP addresses or CIDR networks."""
-
-    names: frozenset[str]
-    networks: tuple[IPNetwork, ...]
-
-    @classmethod
-    def parse(cls, entries: Iterable[str]) -> Allowlist:
-        names: set[str] = set()
-        networks: list[IPNetwork] = []
-        for entry in entries:
-            value = _normalise_host(entry.strip().strip("[]"))
-            if not value:
-                continue
-            try:
-                networks.append(ip_network(value, strict=False))
-            except ValueError:
-                names.add(value)
-        return cls(frozenset(names), tuple(networks))
-
-    def allows_name(self, host: str) -> bool:
-        return _normalise_host(host) in self.names
-
-    def allows_address(self, address: IPAddress) -> bool:
-        forms: list[IPAddress] = [address]
-        if isinstance(address, IPv6Address) and address.ipv4_mapped is not None:
-            forms.append(address.ipv4_mapped)
-        return any(form in network for form in forms for network in self.networks)
-
-
-@dataclass(frozen=True)
 class AddressGuard:
     """Resolves a host and decides whether connecting to it is allowed."""
 
@@ -199,19 +169,33 @@ class AddressGuard:
     allowlist: Allowlist
 
     def checked_addresses(self, host: str, port: int) -> list[IPAddress]:
-        """The addresses to connect to; ``FetchError`` if any of them is off limits."""
+        """The addresses to connect to; ``FetchError`` if any of them is off limits (on
+        ``port``, the port the connection would be made to)."""
         literal = _parse_ip(host)
         addresses = [literal] if literal is not None else self._resolve(host, port)
-        if self.allowlist.allows_name(host):
+        if self.allowlist.allows_name(host, port):
             return addresses
         for address in addresses:
-            if not (is_public_address(address) or self.allowlist.allows_address(address)):
-                where = host if literal is not None else f"{host} resolves to {address}, which"
+            if is_public_address(address) or self.allowlist.allows_address(address, port):
+                continue
+            where = host if literal is not None else f"{host} resolves to {address}, which"
+            ports = self.allowlist.ports_of_name(host)
+            if ports is not None:
+                where = host  # the name is trusted, on other ports
+            else:
+                ports = self.allowlist.ports_of_address(address)
+            if ports.every or ports.ports:
+                entry = f"[{host}]" if ":" in host else host
                 raise FetchError(
-                    f"{_PREFIX}: {where} is not a public address; downloads from loopback, "
-                    "private, link-local and other internal networks are refused. If this host "
-                    "is trusted, add it to VIEWFINDER_FETCH_ALLOW_HOSTS."
+                    f"{_PREFIX}: {where} is allowed by {SETTING} only on {ports.describe()}, "
+                    f"not on port {port}; add {entry}:{port} to {SETTING} to allow this port "
+                    f"({entry}:* allows every port)."
                 )
+            raise FetchError(
+                f"{_PREFIX}: {where} is not a public address; downloads from loopback, "
+                "private, link-local and other internal networks are refused. If this host "
+                f"is trusted, add it to {SETTING} (host, host:port or host:*)."
+            )
         return addresses
 
     def _resolve(self, host: str, port: int) -> list[IPAddress]:
@@ -343,7 +327,7 @@ class _Target:
         if not parts.hostname:
             raise FetchError(f"{_PREFIX}: {shown} has no host name.")
         try:
-            host = _normalise_host(parts.hostname.encode("idna").decode("ascii"))
+            host = normalise_host(parts.hostname.encode("idna").decode("ascii"))
         except UnicodeError:
             raise FetchError(f"{_PREFIX}: {shown} has an invalid host name.") from None
         # Keep existing %-escapes and RFC 3986 delimiters; escape spaces and non-ASCII.
@@ -447,10 +431,6 @@ def _parse_ip(text: str) -> IPAddress | None:
         return ip_address(text.strip("[]"))
     except ValueError:
         return None
-
-
-def _normalise_host(host: str) -> str:
-    return host.lower().rstrip(".")
 
 
 def _shown(url: str) -> str:
