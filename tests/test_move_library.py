@@ -138,7 +138,7 @@ def test_an_embedded_library_moves_to_pgvector_and_s3(
         # Step 4: the files into the bucket under the same keys (what `aws s3 sync` does).
         files = data_dir / "files"
         for path in files.rglob("*"):
-            if path.is_file() and not path.name.startswith(".tmp-"):
+            if path.is_file() and not path.name.startswith("."):
                 s3.put_object(
                     Bucket=bucket, Key=path.relative_to(files).as_posix(), Body=path.read_bytes()
                 )

@@ -23,8 +23,8 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
+from viewfinder.atomic import write_atomically
 from viewfinder.errors import InvalidInputError
-from viewfinder.storage.atomic import write_atomically
 
 BEST_MODELS_FILE = "best_models.json"
 FORMAT_VERSION = 1

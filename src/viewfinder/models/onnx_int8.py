@@ -29,6 +29,7 @@ from numpy.typing import NDArray
 from PIL import Image
 from transformers import CLIPTextConfig
 
+from viewfinder.atomic import atomic_path
 from viewfinder.errors import ModelUnavailableError
 from viewfinder.models.clip import (
     ClipTokens,
@@ -164,16 +165,8 @@ def int8_tower(model_dir: Path, tower: Tower, cache_dir: Path) -> Path:
     require_onnx()
     path.parent.mkdir(parents=True, exist_ok=True)
     log.info("exporting the CLIP %s tower of %s to ONNX int8 (once)", tower, model_dir)
-    fd, partial = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=".onnx")
-    os.close(fd)
-    try:
-        export_tower(model_dir, tower, Path(partial))
-        with open(partial, "rb") as done:
-            os.fsync(done.fileno())
-        os.replace(partial, path)
-    except BaseException:
-        Path(partial).unlink(missing_ok=True)
-        raise
+    with atomic_path(path) as partial:
+        export_tower(model_dir, tower, partial)
     log.info("cached %s (%.1f MB)", path, path.stat().st_size / 1e6)
     return path
 

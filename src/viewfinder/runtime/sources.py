@@ -11,14 +11,13 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import os
-import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
 
+from viewfinder.atomic import atomic_writer
 from viewfinder.errors import ModelUnavailableError
 from viewfinder.settings import Settings
 
@@ -100,19 +99,14 @@ def _fetch_url(source: ModelSource, url: str, target: Path, settings: Settings) 
     target.parent.mkdir(parents=True, exist_ok=True)
     log.info("downloading %s for model %s", url, source.name)
     try:
-        fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=".part-")
         with (
-            os.fdopen(fd, "wb") as out,
+            atomic_writer(target) as out,
             httpx.stream("GET", url, follow_redirects=True, timeout=60.0) as response,
         ):
             response.raise_for_status()
             for chunk in response.iter_bytes(1 << 20):
                 out.write(chunk)
-            out.flush()
-            os.fsync(out.fileno())
-        os.replace(tmp, target)
     except (httpx.HTTPError, OSError) as exc:
-        Path(tmp).unlink(missing_ok=True)
         raise _unavailable(source, f"downloading {url} failed ({exc})") from exc
 
 

@@ -7,8 +7,8 @@ import re
 from pathlib import Path
 from typing import Protocol
 
+from viewfinder.atomic import write_atomically
 from viewfinder.errors import NotFoundError
-from viewfinder.storage.atomic import write_atomically
 
 _KEY = re.compile(r"^(originals|thumbnails|previews)/[0-9a-f]{2}/[0-9a-f]{64}(\.jpg)?$")
 
