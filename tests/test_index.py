@@ -137,12 +137,6 @@ def test_hnsw_matches_exact_on_clustered_vectors(
             expected = exact.search(q, 10, allowed)
             assert len(expected) == expected_n, name
             assert_same_hits(expected, approx.search(q, 10, allowed), scorer(by_id, q))
-        assert approx.search_many(queries, 10, allowed) == [
-            approx.search(q, 10, allowed) for q in queries
-        ]
-        # The reference scores a batch with one matrix product: last-bit differences only.
-        for q, hits in zip(queries, exact.search_many(queries, 10, allowed), strict=True):
-            assert_same_hits(exact.search(q, 10, allowed), hits, scorer(by_id, q))
 
 
 def photo_embedding(path: Path) -> NDArray[np.float32]:
@@ -196,7 +190,7 @@ def test_upsert_replaces_the_vector_and_last_occurrence_wins(kind: str) -> None:
     old_score = next(h.score for h in index.search(vectors[5], 200) if h.id == 5)
     assert old_score == pytest.approx(float(vectors[5] @ replacement[1]), abs=TOLERANCE)
     index.add([500], replacement[2])  # one 1-d vector is accepted as a single row
-    assert index.contains(500)
+    assert 500 in index.ids()
     assert len(index) == 201
 
 
@@ -209,7 +203,7 @@ def test_removed_ids_are_never_returned(kind: str) -> None:
     assert index.remove(np.concatenate([gone, gone[:3], [12345]])) == 100
     assert index.remove(gone) == 0
     assert len(index) == 400
-    assert not index.contains(int(gone[0]))
+    assert int(gone[0]) not in index.ids()
     assert np.array_equal(index.ids(), np.sort(ids[100:]))
     for q in vectors[:50]:
         hits = index.search(q, 20)
@@ -244,9 +238,8 @@ def test_ids_of_any_range_against_a_brute_force_model(kind: str) -> None:
         for hit_id in gone:
             model.pop(hit_id, None)
     assert np.array_equal(index.ids(), np.array(sorted(model), dtype=np.int64))
-    assert index.contains(7)
-    assert index.contains(2**40)
-    assert not index.contains(-5)
+    assert {7, 2**40} <= set(index.ids().tolist())
+    assert -5 not in index.ids()
     ids = np.array(list(model), dtype=np.int64)
     matrix = np.stack(list(model.values()))
     rng = np.random.default_rng(23)
@@ -272,12 +265,10 @@ def test_hnsw_compacts_when_tombstones_pass_the_fraction() -> None:
         target.remove(ids[:200])
         target.add(ids[200:250], clustered(50, DIM, seed=11))  # upserts leave tombstones too
     assert index.tombstones == 250
-    generation = index.state.generation
     index.remove(ids[250:400])
     exact.remove(ids[250:400])
     assert index.tombstones == 0
-    assert index.state == exact.state
-    assert index.state.generation == generation + 1
+    assert len(index) == len(exact) == 650
     assert np.array_equal(index.ids(), exact.ids())
     rows = dict(zip(ids.tolist(), vectors, strict=True))
     rows.update(zip(ids[200:250].tolist(), clustered(50, DIM, seed=11), strict=True))
@@ -298,30 +289,11 @@ def test_equal_scores_are_ordered_by_id(kind: str) -> None:
     assert [h.id for h in index.search(same, 3, allowed)] == [3, 5, 7]
 
 
-@pytest.mark.parametrize("kind", ["exact", "hnsw"])
-def test_state_tracks_the_id_set_and_every_change(kind: str) -> None:
-    vectors = clustered(100, DIM, seed=14)
-    index = FACTORIES[kind](DIM)
-    empty = index.state
-    assert (empty.count, empty.id_digest) == (0, digest_ids([]))
-    index.add(np.arange(100), vectors)
-    added = index.state
-    assert added.count == 100
-    assert added.id_digest == digest_ids(np.arange(100)[::-1]) != empty.id_digest
-    index.add([7], vectors[8])
-    upserted = index.state
-    assert (upserted.count, upserted.id_digest) == (added.count, added.id_digest)
-    assert upserted.generation > added.generation
-    index.remove([7, 8])
-    removed = index.state
-    assert removed.count == 98
-    assert removed.id_digest == digest_ids(index.ids()) != added.id_digest
-    index.add([7, 8], vectors[7:9])
-    assert index.state.id_digest == added.id_digest
-    assert index.state.generation > removed.generation
-    before = index.state
-    index.remove([424242])
-    assert index.state == before  # removing an unknown id changes nothing
+def test_id_digest_depends_on_the_set_only() -> None:
+    ids = np.arange(100)
+    assert digest_ids(ids) == digest_ids(ids[::-1]) != digest_ids(ids[1:])
+    assert digest_ids([]) == 0
+    assert digest_ids([2**62, -1]) == digest_ids([-1, 2**62])
 
 
 @pytest.mark.parametrize("kind", ["exact", "hnsw"])
@@ -334,7 +306,7 @@ def test_save_and_load_round_trip(kind: str, tmp_path: Path) -> None:
     path = tmp_path / "sub" / "vectors.vfi"
     index.save(path)
     loaded = type(index).load(path, DIM)
-    assert loaded.state == index.state
+    assert len(loaded) == len(index)
     assert np.array_equal(loaded.ids(), index.ids())
     queries = clustered(20, DIM, seed=18)
     allowed = ids[::7]
@@ -349,7 +321,7 @@ def test_save_and_load_round_trip(kind: str, tmp_path: Path) -> None:
     loaded.add([1], vectors[0])
     loaded.remove(ids[100:110])
     loaded.save(path)
-    assert type(index).load(path, DIM).state == loaded.state
+    assert np.array_equal(type(index).load(path, DIM).ids(), loaded.ids())
     assert [p.name for p in path.parent.iterdir()] == ["vectors.vfi"]
 
 
@@ -396,15 +368,15 @@ _SAVER = textwrap.dedent(
         index = HnswIndex.load(path, dim)
     except IndexMissingError:
         index = HnswIndex(dim)
-    rng = np.random.default_rng(index.state.generation)
+    rng = np.random.default_rng(len(index))
     while True:
-        # Generation g holds ids 0 .. size(g) - 1, so count and generation must agree after a
-        # load. After the first big add, saving is most of the loop, so most kills land in it.
+        # Every save holds ids 0 .. n - 1 with n = 20000 + 10 j. After the first big add,
+        # saving is most of the loop, so most kills land in it.
         n = len(index)
         batch = 20000 if n == 0 else 10
         index.add(np.arange(n, n + batch), rng.standard_normal((batch, dim)))
         index.save(path)
-        print(index.state.generation, flush=True)
+        print(len(index), flush=True)
     """
 )
 
@@ -425,13 +397,11 @@ def test_kill_during_save_leaves_the_old_or_the_new_index(tmp_path: Path) -> Non
             saver.send_signal(signal.SIGKILL)
             saver.wait()
             saved += [int(line) for line in saver.stdout.read().split()]
-        interrupted_saves += any(tmp_path.glob(".index.vfi.*.tmp"))
+        interrupted_saves += any(tmp_path.glob(".index.*.tmp.vfi"))
         loaded = HnswIndex.load(path, 64)
-        generation = loaded.state.generation
+        size = len(loaded)
         # The last reported save, or the one whose rename happened just before the kill.
-        assert saved[-1] <= generation <= saved[-1] + 1
-        size = 20000 + 10 * (generation - 1)
-        assert len(loaded) == size
+        assert size in (saved[-1], saved[-1] + 10)
         assert np.array_equal(loaded.ids(), np.arange(size))
         assert loaded.search(np.ones(64), 3)
     # Most kills land inside a save (it is most of the loop); at least one must have.

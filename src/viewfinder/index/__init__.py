@@ -17,12 +17,11 @@ from viewfinder.index.base import (
     IndexLoadError,
     IndexMismatchError,
     IndexMissingError,
-    IndexState,
     VectorIndex,
     digest_ids,
-    read_index_kind,
 )
 from viewfinder.index.exact import ExactIndex
+from viewfinder.index.file_format import read_index_kind
 
 IndexKind = Literal["exact", "hnsw"]
 
@@ -34,7 +33,6 @@ __all__ = [
     "IndexLoadError",
     "IndexMismatchError",
     "IndexMissingError",
-    "IndexState",
     "VectorIndex",
     "create_index",
     "digest_ids",

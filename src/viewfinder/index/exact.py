@@ -15,25 +15,19 @@ from numpy.typing import ArrayLike, NDArray
 
 from viewfinder.index.base import (
     Hit,
-    IdSlots,
     IndexCorruptError,
-    IndexState,
-    ReadWriteLock,
-    array_section,
     as_ids,
     as_query,
-    as_unit_vectors,
     as_upsert_batch,
     check_k,
     digest_ids,
-    open_index_file,
     rank_hits,
-    write_index_file,
 )
+from viewfinder.index.file_format import array_section, open_index_file, write_index_file
+from viewfinder.index.locks import ReadWriteLock
+from viewfinder.index.slots import IdSlots
 
 _KIND = "exact"
-# search_many scores queries in blocks so the (rows x queries) score matrix stays near this size.
-_SCORE_BLOCK_BYTES = 256 << 20
 
 
 class ExactIndex:
@@ -45,25 +39,14 @@ class ExactIndex:
         self._dim = dim
         self._rows = np.empty((0, dim), dtype=np.float32)  # capacity; the first len(self) are live
         self._slots = IdSlots()
-        self._id_digest = 0
-        self._generation = 0
         self._lock = ReadWriteLock()
 
     @property
     def dim(self) -> int:
         return self._dim
 
-    @property
-    def state(self) -> IndexState:
-        with self._lock.read():
-            return IndexState(self._slots.live, self._id_digest, self._generation)
-
     def __len__(self) -> int:
         return self._slots.live
-
-    def contains(self, id: int) -> bool:
-        with self._lock.read():
-            return bool(self._slots.lookup(np.array([id], dtype=np.int64))[0] >= 0)
 
     def ids(self) -> NDArray[np.int64]:
         with self._lock.read():
@@ -80,8 +63,6 @@ class ExactIndex:
             new_ids = id_array[~present]
             self._reserve(self._slots.n_slots + new_ids.size)
             self._rows[self._slots.append(new_ids)] = rows[~present]
-            self._id_digest ^= digest_ids(new_ids)
-            self._generation += 1
 
     def remove(self, ids: ArrayLike) -> int:
         id_array = np.unique(as_ids(ids))
@@ -89,8 +70,6 @@ class ExactIndex:
             freed = self._slots.release(id_array)
             if freed.size == 0:
                 return 0
-            self._id_digest ^= digest_ids(self._slots.slot_ids[freed])
-            self._generation += 1
             # Fill the holes below the new end with the live rows above it, then cut the tail.
             live = self._slots.live
             holes = np.sort(freed[freed < live])
@@ -107,32 +86,13 @@ class ExactIndex:
             ids, rows = self._candidates(allowed)
             return rank_hits(ids, rows @ q, k)
 
-    def search_many(
-        self, queries: ArrayLike, k: int, allowed: ArrayLike | None = None
-    ) -> list[list[Hit]]:
-        check_k(k)
-        q = as_unit_vectors(queries, self._dim)
-        with self._lock.read():
-            ids, rows = self._candidates(allowed)
-            block = max(1, _SCORE_BLOCK_BYTES // (4 * max(1, ids.size)))
-            results: list[list[Hit]] = []
-            for start in range(0, q.shape[0], block):
-                scores = q[start : start + block] @ rows.T
-                results.extend(rank_hits(ids, row, k) for row in scores)
-            return results
-
     def save(self, path: Path) -> None:
         with self._lock.read():
             n = self._slots.live
             write_index_file(
                 Path(path),
                 _KIND,
-                {
-                    "dim": self._dim,
-                    "count": n,
-                    "generation": self._generation,
-                    "id_digest": self._id_digest,
-                },
+                {"dim": self._dim, "count": n, "id_digest": digest_ids(self._slots.slot_ids[:n])},
                 [
                     ("ids", array_section(self._slots.slot_ids[:n])),
                     ("vectors", array_section(self._rows[:n])),
@@ -145,7 +105,6 @@ class ExactIndex:
             count = file.integer("count")
             ids = file.read_array("ids", np.int64, count)
             rows = file.read_array("vectors", np.float32, count * dim).reshape(count, dim)
-            generation = file.integer("generation")
             expected_digest = file.integer("id_digest")
         index = cls(dim)
         try:
@@ -153,10 +112,8 @@ class ExactIndex:
         except ValueError as err:
             raise IndexCorruptError(f"{path}: {err}") from err
         index._rows = rows
-        index._id_digest = digest_ids(ids)
-        if index._id_digest != expected_digest:
+        if digest_ids(ids) != expected_digest:
             raise IndexCorruptError(f"{path}: the ids do not match the recorded digest")
-        index._generation = generation
         return index
 
     def _candidates(

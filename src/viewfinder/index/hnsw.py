@@ -51,21 +51,17 @@ from numpy.typing import ArrayLike, NDArray
 
 from viewfinder.index.base import (
     Hit,
-    IdSlots,
     IndexCorruptError,
-    IndexState,
-    ReadWriteLock,
-    array_section,
     as_ids,
     as_query,
-    as_unit_vectors,
     as_upsert_batch,
     check_k,
     digest_ids,
-    open_index_file,
     rank_hits,
-    write_index_file,
 )
+from viewfinder.index.file_format import array_section, open_index_file, write_index_file
+from viewfinder.index.locks import ReadWriteLock
+from viewfinder.index.slots import IdSlots
 
 _KIND = "hnsw"
 # Extra neighbours fetched beyond k so ties at the cut are settled by id.
@@ -110,8 +106,6 @@ class HnswIndex:
         self.filter_ef_max = filter_ef_max
         self.exact_scan_max = exact_scan_max
         self._lock = ReadWriteLock()
-        self._id_digest = 0
-        self._generation = 0
         self._install(self._new_graph(), IdSlots())
 
     @property
@@ -119,20 +113,11 @@ class HnswIndex:
         return self._dim
 
     @property
-    def state(self) -> IndexState:
-        with self._lock.read():
-            return IndexState(self._slots.live, self._id_digest, self._generation)
-
-    @property
     def tombstones(self) -> int:
         return self._slots.n_slots - self._slots.live
 
     def __len__(self) -> int:
         return self._slots.live
-
-    def contains(self, id: int) -> bool:
-        with self._lock.read():
-            return bool(self._slots.lookup(np.array([id], dtype=np.int64))[0] >= 0)
 
     def ids(self) -> NDArray[np.int64]:
         with self._lock.read():
@@ -145,10 +130,8 @@ class HnswIndex:
         with self._lock.write():
             # FAISS first: if it fails, the id map has not changed yet.
             self._graph.add(rows)
-            replaced = self._slots.release(id_array)
-            self._id_digest ^= digest_ids(id_array) ^ digest_ids(self._slots.slot_ids[replaced])
+            self._slots.release(id_array)
             self._slots.append(id_array)
-            self._generation += 1
             self._after_mutation()
 
     def remove(self, ids: ArrayLike) -> int:
@@ -157,8 +140,6 @@ class HnswIndex:
             freed = self._slots.release(id_array)
             if freed.size == 0:
                 return 0
-            self._id_digest ^= digest_ids(self._slots.slot_ids[freed])
-            self._generation += 1
             self._after_mutation()
             return int(freed.size)
 
@@ -173,22 +154,13 @@ class HnswIndex:
         with self._lock.read():
             return self._search(q[None, :], k, allowed)[0]
 
-    def search_many(
-        self, queries: ArrayLike, k: int, allowed: ArrayLike | None = None
-    ) -> list[list[Hit]]:
-        check_k(k)
-        q = as_unit_vectors(queries, self._dim)
-        with self._lock.read():
-            return self._search(q, k, allowed)
-
     def save(self, path: Path) -> None:
         with self._lock.read():
             meta = {
                 "dim": self._dim,
                 "count": self._slots.live,
                 "n_slots": self._slots.n_slots,
-                "generation": self._generation,
-                "id_digest": self._id_digest,
+                "id_digest": digest_ids(self._slots.slot_ids[self._slots.alive]),
                 "m": self._m,
                 "ef_construction": self._ef_construction,
             }
@@ -222,7 +194,6 @@ class HnswIndex:
             index = cls(dim, m=file.integer("m"), ef_construction=file.integer("ef_construction"))
             count = file.integer("count")
             expected_digest = file.integer("id_digest")
-            generation = file.integer("generation")
         if not isinstance(graph, faiss.IndexHNSWFlat) or graph.d != dim:
             raise IndexCorruptError(f"{path}: the graph is not a {dim}-d IndexHNSWFlat")
         if graph.metric_type != faiss.METRIC_INNER_PRODUCT or graph.ntotal != n_slots:
@@ -235,8 +206,6 @@ class HnswIndex:
         if slots.live != count or digest != expected_digest:
             raise IndexCorruptError(f"{path}: the ids do not match the recorded count and digest")
         index._install(graph, slots)
-        index._id_digest = digest
-        index._generation = generation
         return index
 
     # --- internals (callers hold the lock) ---------------------------------------------------
@@ -274,6 +243,7 @@ class HnswIndex:
         live = self._slots.live_slots()
         graph = self._new_graph()
         if live.size:
+            self._refresh_views()  # the views predate the rows this mutation has just added
             graph.add(np.ascontiguousarray(self._vectors[live]))
         slots = IdSlots()
         slots.append(self._slots.slot_ids[live])
