@@ -16,6 +16,13 @@ from numpy.typing import NDArray
 from PIL import Image
 from transformers import AutoTokenizer, CLIPTextModelWithProjection, CLIPVisionModelWithProjection
 
+from viewfinder.models.embedders import (
+    Embedding,
+    ImageEmbedder,
+    TokenIds,
+    ready_for_inference,
+    unit_rows,
+)
 from viewfinder.models.preprocess import (
     OPENAI_CLIP_MEAN,
     OPENAI_CLIP_STD,
@@ -23,9 +30,6 @@ from viewfinder.models.preprocess import (
     load_image_preprocessing,
 )
 from viewfinder.runtime.device import Precision
-
-Embedding = NDArray[np.float32]
-TokenIds = NDArray[np.int64]
 
 # CLIPImageProcessor's defaults, for a checkpoint directory without preprocessor_config.json.
 CLIP_IMAGE_DEFAULTS = ImagePreprocessing(
@@ -57,12 +61,6 @@ class _TextTower(CLIPTextModelWithProjection):  # type: ignore[no-untyped-call]
         r"^visual_projection\.",
         r"^logit_scale$",
     ]
-
-
-def unit_rows(features: torch.Tensor) -> list[Embedding]:
-    """L2-normalise each row in float32 (fp16 norms lose digits) and move it to CPU numpy."""
-    rows = torch.nn.functional.normalize(features.float(), dim=-1).cpu().numpy()
-    return [np.ascontiguousarray(row, dtype=np.float32) for row in rows]
 
 
 def clip_image_preprocessing(model_dir: Path) -> ImagePreprocessing:
@@ -101,27 +99,35 @@ class ClipTokens:
         return input_ids, attention
 
 
-class ClipImageEncoder:
+class TextEmbedder:
+    """Text -> unit-length CLIP text embedding; subclasses set ``_tokens`` and define ``dim``
+    and ``forward``."""
+
+    _tokens: ClipTokens
+
+    def preprocess(self, item: str) -> TokenIds:
+        return self._tokens.encode(item)
+
+    def postprocess(self, raw: Embedding, prepared: TokenIds) -> Embedding:
+        return raw
+
+    def warmup_item(self) -> str:
+        return "a photo of a dog on a beach"
+
+
+class ClipImageEncoder(ImageEmbedder):
     """RGB PIL image -> unit-length CLIP image embedding (``dim`` floats)."""
 
     def __init__(self, model_dir: Path, device: str, precision: Precision) -> None:
         self._device = torch.device(device)
         self._precision = precision
         self._model = _VisionTower.from_pretrained(model_dir, dtype=precision.weights)
-        module: torch.nn.Module = self._model  # PreTrainedModel's to/eval lack usable types
-        module.to(self._device).eval()
+        ready_for_inference(self._model, self._device)
         self._preprocessing = clip_image_preprocessing(model_dir)
 
     @property
     def dim(self) -> int:
         return self._model.visual_projection.out_features
-
-    @property
-    def preprocessing(self) -> ImagePreprocessing:
-        return self._preprocessing
-
-    def preprocess(self, item: Image.Image) -> NDArray[np.float32]:
-        return self._preprocessing(item)
 
     def forward(self, batch: Sequence[NDArray[np.float32]]) -> list[Embedding]:
         pixels = torch.from_numpy(np.stack(batch)).to(self._device, self._precision.weights)
@@ -129,14 +135,8 @@ class ClipImageEncoder:
             embeds = self._model(pixel_values=pixels).image_embeds
         return unit_rows(embeds)
 
-    def postprocess(self, raw: Embedding, prepared: NDArray[np.float32]) -> Embedding:
-        return raw
 
-    def warmup_item(self) -> Image.Image:
-        return Image.new("RGB", (320, 240), (127, 127, 127))
-
-
-class ClipTextEncoder:
+class ClipTextEncoder(TextEmbedder):
     """Text -> unit-length CLIP text embedding; long texts are truncated to the model's context
     (77 tokens for OpenAI CLIP), keeping the end-of-text token the pooling reads."""
 
@@ -144,16 +144,12 @@ class ClipTextEncoder:
         self._device = torch.device(device)
         self._precision = precision
         self._model = _TextTower.from_pretrained(model_dir, dtype=precision.weights)
-        module: torch.nn.Module = self._model  # PreTrainedModel's to/eval lack usable types
-        module.to(self._device).eval()
+        ready_for_inference(self._model, self._device)
         self._tokens = ClipTokens(model_dir, int(self._model.config.max_position_embeddings))
 
     @property
     def dim(self) -> int:
         return self._model.text_projection.out_features
-
-    def preprocess(self, item: str) -> TokenIds:
-        return self._tokens.encode(item)
 
     def forward(self, batch: Sequence[TokenIds]) -> list[Embedding]:
         input_ids, attention = self._tokens.pad(batch)
@@ -163,9 +159,3 @@ class ClipTextEncoder:
                 attention_mask=torch.from_numpy(attention).to(self._device),
             ).text_embeds
         return unit_rows(embeds)
-
-    def postprocess(self, raw: Embedding, prepared: TokenIds) -> Embedding:
-        return raw
-
-    def warmup_item(self) -> str:
-        return "a photo of a dog on a beach"

@@ -25,7 +25,7 @@ from numpy.typing import NDArray
 from PIL import Image
 from transformers import AutoConfig, AutoModel
 
-from viewfinder.models.clip import Embedding, unit_rows
+from viewfinder.models.embedders import Embedding, ImageEmbedder, ready_for_inference, unit_rows
 from viewfinder.models.preprocess import (
     IMAGENET_MEAN,
     IMAGENET_STD,
@@ -55,7 +55,7 @@ SUPPORTED = {
 }
 
 
-class DinoEncoder:
+class DinoEncoder(ImageEmbedder):
     """RGB PIL image -> unit-length DINOv2/DINOv3 global embedding (``dim`` floats)."""
 
     def __init__(self, model_dir: Path, device: str, precision: Precision) -> None:
@@ -71,8 +71,7 @@ class DinoEncoder:
         self._device = torch.device(device)
         self._precision = precision
         self._model = AutoModel.from_pretrained(model_dir, config=config, dtype=precision.weights)
-        module: torch.nn.Module = self._model  # PreTrainedModel's to/eval lack usable types
-        module.to(self._device).eval()
+        ready_for_inference(self._model, self._device)
         self._preprocessing = load_image_preprocessing(
             model_dir, defaults, int_size_is_square=int_size_is_square
         )
@@ -81,21 +80,8 @@ class DinoEncoder:
     def dim(self) -> int:
         return int(self._model.config.hidden_size)
 
-    @property
-    def preprocessing(self) -> ImagePreprocessing:
-        return self._preprocessing
-
-    def preprocess(self, item: Image.Image) -> NDArray[np.float32]:
-        return self._preprocessing(item)
-
     def forward(self, batch: Sequence[NDArray[np.float32]]) -> list[Embedding]:
         pixels = torch.from_numpy(np.stack(batch)).to(self._device, self._precision.weights)
         with torch.inference_mode(), self._precision.forward_context():
             pooled = self._model(pixel_values=pixels).pooler_output
         return unit_rows(pooled)
-
-    def postprocess(self, raw: Embedding, prepared: NDArray[np.float32]) -> Embedding:
-        return raw
-
-    def warmup_item(self) -> Image.Image:
-        return Image.new("RGB", (320, 240), (127, 127, 127))

@@ -26,21 +26,18 @@ import onnxruntime as ort
 import torch
 import transformers
 from numpy.typing import NDArray
-from PIL import Image
 from transformers import CLIPTextConfig
 
 from viewfinder.atomic import atomic_path
 from viewfinder.errors import ModelUnavailableError
 from viewfinder.models.clip import (
     ClipTokens,
-    Embedding,
-    TokenIds,
+    TextEmbedder,
     _TextTower,
     _VisionTower,
     clip_image_preprocessing,
-    unit_rows,
 )
-from viewfinder.models.preprocess import ImagePreprocessing
+from viewfinder.models.embedders import Embedding, ImageEmbedder, TokenIds, unit_rows
 
 log = logging.getLogger(__name__)
 
@@ -183,7 +180,7 @@ def _embeddings(session: Any, feeds: dict[str, NDArray[Any]]) -> list[Embedding]
     return unit_rows(torch.from_numpy(np.asarray(raw, dtype=np.float32)))
 
 
-class OnnxClipImageEncoder:
+class OnnxClipImageEncoder(ImageEmbedder):
     """``ClipImageEncoder`` on an ONNX graph of the image tower (``graph``, usually int8)."""
 
     def __init__(self, model_dir: Path, graph: Path, threads: int) -> None:
@@ -199,27 +196,14 @@ class OnnxClipImageEncoder:
     def dim(self) -> int:
         return self._dim
 
-    @property
-    def preprocessing(self) -> ImagePreprocessing:
-        return self._preprocessing
-
-    def preprocess(self, item: Image.Image) -> NDArray[np.float32]:
-        return self._preprocessing(item)
-
     def forward(self, batch: Sequence[NDArray[np.float32]]) -> list[Embedding]:
         # One run per item: dynamic int8 quantises activations with one scale per run, so a
         # batched run would make an embedding depend on its batch mates (and on the load). On
         # this runtime batch 1 is as fast per image as batch 16 (21.4 vs 22.4 ms measured).
         return [_embeddings(self._session, {"pixel_values": item[None]})[0] for item in batch]
 
-    def postprocess(self, raw: Embedding, prepared: NDArray[np.float32]) -> Embedding:
-        return raw
 
-    def warmup_item(self) -> Image.Image:
-        return Image.new("RGB", (320, 240), (127, 127, 127))
-
-
-class OnnxClipTextEncoder:
+class OnnxClipTextEncoder(TextEmbedder):
     """``ClipTextEncoder`` on an ONNX graph of the text tower (``graph``, usually int8)."""
 
     def __init__(self, model_dir: Path, graph: Path, threads: int) -> None:
@@ -236,9 +220,6 @@ class OnnxClipTextEncoder:
     def dim(self) -> int:
         return self._dim
 
-    def preprocess(self, item: str) -> TokenIds:
-        return self._tokens.encode(item)
-
     def forward(self, batch: Sequence[TokenIds]) -> list[Embedding]:
         out = []
         for ids in batch:  # one run per text, as for images (and no padding to share a scale)
@@ -246,9 +227,3 @@ class OnnxClipTextEncoder:
             feeds = {"input_ids": input_ids, "attention_mask": attention}
             out.append(_embeddings(self._session, feeds)[0])
         return out
-
-    def postprocess(self, raw: Embedding, prepared: TokenIds) -> Embedding:
-        return raw
-
-    def warmup_item(self) -> str:
-        return "a photo of a dog on a beach"
