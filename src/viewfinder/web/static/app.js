@@ -38,7 +38,10 @@ function detailText(body, fallback) {
   return fallback;
 }
 
-/** fetch + JSON; a non-2xx answer throws ApiError carrying the server's `detail`. */
+const SESSION_PATH = "/api/v1/session";
+
+/** fetch + JSON; a non-2xx answer throws ApiError carrying the server's `detail`. A 401 (no key,
+ * or the session ended) also brings the sign-in form back. */
 async function api(path, { method = "GET", json, form } = {}) {
   const init = { method, headers: { Accept: "application/json" } };
   if (json !== undefined) {
@@ -56,6 +59,7 @@ async function api(path, { method = "GET", json, form } = {}) {
   if (response.status === 204) return null;
   const body = await response.json().catch(() => null);
   if (!response.ok) {
+    if (response.status === 401 && path !== SESSION_PATH) showSignIn(detailText(body, ""));
     const retry = Number.parseInt(response.headers.get("Retry-After") || "", 10);
     throw new ApiError(
       response.status,
@@ -406,8 +410,74 @@ async function refreshProcessing() {
   }
 }
 
+// --- signing in ---------------------------------------------------------------------------------
+
+// The key is sent once, to POST /api/v1/session; the server answers with an HttpOnly cookie that
+// the browser sends with every request (<img> URLs included). The key is never stored here.
+
+function showSignIn(why = "") {
+  clearTimeout(processingTimer);
+  $("content").hidden = true;
+  $("identity").hidden = true;
+  $("sign-out").hidden = true;
+  $("sign-in").hidden = false;
+  $("sign-in-error").textContent = why;
+  $("sign-in-key").focus();
+}
+
+function showLibrary(session) {
+  $("sign-in").hidden = true;
+  $("content").hidden = false;
+  const identity = $("identity");
+  identity.hidden = !session.authenticated;
+  identity.textContent = session.authenticated
+    ? `${session.name}${session.read_only ? " · read-only" : ""}`
+    : "";
+  $("sign-out").hidden = !session.authenticated;
+  refreshProcessing();
+  loadGallery(true);
+}
+
+function setUpSignIn() {
+  $("sign-in-form").addEventListener("submit", async (event) => {
+    event.preventDefault();
+    const input = $("sign-in-key");
+    const key = input.value.trim();
+    if (!key) return;
+    $("sign-in-error").textContent = "";
+    try {
+      const session = await api(SESSION_PATH, { method: "POST", json: { key } });
+      input.value = "";
+      showLibrary(session);
+    } catch (error) {
+      $("sign-in-error").textContent = `Not signed in: ${error.message}`;
+    }
+  });
+  $("sign-out").addEventListener("click", async () => {
+    try {
+      await api(SESSION_PATH, { method: "DELETE" });
+    } catch (error) {
+      notify(`Could not sign out: ${error.message}`, "error");
+      return;
+    }
+    showSignIn("Signed out.");
+  });
+}
+
 // --- start --------------------------------------------------------------------------------------
 
+async function start() {
+  let session = { keys_required: false, authenticated: false };
+  try {
+    session = await api(SESSION_PATH);
+  } catch (error) {
+    notify(`Could not ask the server whether it needs a key: ${error.message}`, "error");
+  }
+  if (session.keys_required && !session.authenticated) showSignIn();
+  else showLibrary(session);
+}
+
+setUpSignIn();
 setUpUpload();
 setUpSearch();
 $("load-more").addEventListener("click", () => loadGallery(false));
@@ -416,5 +486,4 @@ $("clusters-run").addEventListener("click", loadClusters);
 $("people-refresh").addEventListener("click", loadPeople);
 checkHealth();
 setInterval(checkHealth, HEALTH_POLL_MS);
-refreshProcessing();
-loadGallery(true);
+start();
