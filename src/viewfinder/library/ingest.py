@@ -2,7 +2,9 @@
 
 The order of writes makes a crash harmless: blobs first (content-addressed, atomic), then the asset
 row and its pending processing tasks in one transaction. A crash before the commit leaves at most an
-unreferenced blob that the same bytes will reuse; a committed row always has its files."""
+unreferenced blob that the same bytes will reuse; a committed row always has its files. The row is
+added under the content's lock, after checking the blobs are still there: a delete of an earlier
+asset with the same bytes may have removed them since they were written (``db.content_lock``)."""
 
 from __future__ import annotations
 
@@ -18,6 +20,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from viewfinder.db import repository as repo
+from viewfinder.db.content_lock import lock_content
 from viewfinder.db.models import Asset
 from viewfinder.errors import InvalidInputError, TooLargeError, ViewfinderError
 from viewfinder.imaging.decode import decode_image, upright_size_of
@@ -173,10 +176,11 @@ class IngestService:
         original_uri: str | None = None,
     ) -> IngestResult:
         sha = item.sha256
+        files = [(thumbnail_key(sha), item.thumbnail), (preview_key(sha), item.preview)]
         if original_uri is None:
-            self._blobs.put(original_key(sha), item.data)
-        self._blobs.put(thumbnail_key(sha), item.thumbnail)
-        self._blobs.put(preview_key(sha), item.preview)
+            files.insert(0, (original_key(sha), item.data))
+        for key, data in files:  # the slow writes, outside the lock
+            self._blobs.put(key, data)
         asset = Asset(
             sha256=sha,
             original_filename=item.filename,
@@ -191,6 +195,10 @@ class IngestService:
         )
         try:
             with self._sessions.begin() as session:
+                lock_content(session, sha)
+                for key, data in files:
+                    if not self._blobs.exists(key):  # removed by a delete of the same bytes
+                        self._blobs.put(key, data)
                 repo.add_asset(session, asset, self._task_kinds)
         except IntegrityError:  # the same bytes arrived concurrently: theirs won
             with self._sessions() as session:

@@ -25,6 +25,7 @@ from viewfinder.imaging.fetch import FetchPolicy
 from viewfinder.library.bucket_import import BucketImporter
 from viewfinder.library.clusters import ClusterService
 from viewfinder.library.collections import CollectionService
+from viewfinder.library.deletion import delete_asset
 from viewfinder.library.duplicates import DuplicateFinder
 from viewfinder.library.ingest import IngestService
 from viewfinder.library.job_kinds import JOB_KINDS
@@ -154,6 +155,11 @@ class Library:
             lease_s=self.settings.worker_lease_s,
             max_attempts=self.settings.task_max_attempts,
         )
+
+    def delete_asset(self, asset_id: int) -> None:
+        """Delete an asset, its vector, and its files unless the same bytes were uploaded again
+        meanwhile (NotFoundError when there is no such asset)."""
+        delete_asset(self.sessions, self.index, self.blobs, asset_id)
 
     def worker_for(self, kind: str) -> TaskWorker | None:
         """The worker of one task kind; None when this library does not process that kind."""

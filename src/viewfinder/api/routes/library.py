@@ -7,7 +7,6 @@ from datetime import datetime
 from functools import partial
 from typing import Annotated
 
-import numpy as np
 from fastapi import APIRouter, Depends, File, Form, Query, Request, Response, UploadFile, status
 from fastapi.responses import FileResponse
 from starlette.concurrency import run_in_threadpool
@@ -38,7 +37,7 @@ from viewfinder.library.ingest import clean_folder
 from viewfinder.library.library import Library
 from viewfinder.library.processing import EMBED_TASK
 from viewfinder.library.search import SearchHit
-from viewfinder.storage.blobs import original_key, preview_key, thumbnail_key
+from viewfinder.storage.blobs import preview_key, thumbnail_key
 from viewfinder.storage.s3_source import is_s3_url
 
 router = APIRouter(prefix="/api/v1", tags=["library"])
@@ -144,15 +143,7 @@ def get_asset(asset_id: DbInt, request: Request, lib: LibraryDep) -> AssetOut:
 
 @router.delete("/assets/{asset_id}", status_code=status.HTTP_204_NO_CONTENT)
 def delete_asset(asset_id: DbInt, lib: LibraryDep) -> Response:
-    with lib.sessions.begin() as session:
-        asset = repo.get_asset(session, asset_id)
-        if asset is None:
-            raise NotFoundError(f"asset {asset_id} does not exist")
-        sha = asset.sha256
-        repo.delete_asset(session, asset_id)
-    lib.index.remove(np.array([asset_id], dtype=np.int64))
-    for key in (original_key(sha), thumbnail_key(sha), preview_key(sha)):
-        lib.blobs.delete(key)
+    lib.delete_asset(asset_id)
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 
