@@ -1,0 +1,172 @@
+"""Queries and commands over people, who they are in which faces, and the face-matching heads
+(callers own the transaction: flush, never commit)."""
+
+from __future__ import annotations
+
+from typing import Any, NamedTuple
+
+from sqlalchemy import func, select, update
+from sqlalchemy.orm import Session
+
+from viewfinder.db.models import Asset, Face, FaceHead, Person
+
+MANUAL = "manual"  # a user named (or un-named) the face: automatic runs never change it
+AUTO = "auto"  # matched by dual-mode clustering: recomputed by every run
+
+
+# --- people ---------------------------------------------------------------------------------
+
+
+def add_person(s: Session, name: str, key: str) -> Person:
+    person = Person(name=name, name_key=key)
+    s.add(person)
+    s.flush()
+    return person
+
+
+def person_by_key(s: Session, key: str) -> Person | None:
+    return s.scalars(select(Person).where(Person.name_key == key)).one_or_none()
+
+
+def persons_with_face_counts(s: Session, include_hidden: bool) -> list[tuple[Person, int]]:
+    counts = select(Face.person_id, func.count().label("n")).group_by(Face.person_id).subquery()
+    stmt = (
+        select(Person, func.coalesce(counts.c.n, 0))
+        .outerjoin(counts, counts.c.person_id == Person.id)
+        .order_by(Person.id)
+    )
+    if not include_hidden:
+        stmt = stmt.where(Person.hidden.is_(False))
+    return [(p, int(n)) for p, n in s.execute(stmt)]
+
+
+def forget_person(s: Session, person: Person) -> None:
+    """Delete a person; their faces become unknown again, as if never named."""
+    s.execute(
+        update(Face)
+        .where(Face.person_id == person.id)
+        .values(person_id=None, person_source=None, match_score=None)
+    )
+    s.delete(person)
+
+
+def photos_showing_both(s: Session, first_id: int, second_id: int) -> list[int]:
+    return sorted(
+        s.scalars(
+            select(Face.asset_id)
+            .where(Face.person_id.in_([first_id, second_id]))
+            .group_by(Face.asset_id)
+            .having(func.count(func.distinct(Face.person_id)) > 1)
+        )
+    )
+
+
+def move_faces(s: Session, source_id: int, target_id: int) -> None:
+    s.execute(update(Face).where(Face.person_id == source_id).values(person_id=target_id))
+
+
+def photos_of(s: Session, person_id: int, limit: int, offset: int) -> list[Asset]:
+    ids = select(Face.asset_id).where(Face.person_id == person_id).distinct()
+    stmt = select(Asset).where(Asset.id.in_(ids)).order_by(Asset.id).limit(limit).offset(offset)
+    return list(s.scalars(stmt))
+
+
+def photo_ids_of(s: Session, person_id: int) -> set[int]:
+    return set(s.scalars(select(Face.asset_id).where(Face.person_id == person_id)))
+
+
+def other_face_in_photo(s: Session, face: Face, person_id: int) -> int | None:
+    """Another face of ``face``'s photo that already is ``person_id``, if any."""
+    return s.scalars(
+        select(Face.id).where(
+            Face.asset_id == face.asset_id, Face.person_id == person_id, Face.id != face.id
+        )
+    ).first()
+
+
+# --- faces as clustering sees them ------------------------------------------------------------
+
+
+def faces_in_cluster(s: Session, cluster_id: str) -> list[Face]:
+    return list(s.scalars(select(Face).where(Face.cluster_id == cluster_id)))
+
+
+def cluster_members(s: Session) -> list[tuple[str, int]]:
+    """(cluster id, face id) of every face in an unknown cluster, by cluster then face."""
+    rows = s.execute(
+        select(Face.cluster_id, Face.id)
+        .where(Face.cluster_id.is_not(None))
+        .order_by(Face.cluster_id, Face.id)
+    )
+    return [(str(cluster_id), int(face_id)) for cluster_id, face_id in rows]
+
+
+class FaceState(NamedTuple):
+    person_id: int | None
+    person_source: str | None
+    cluster_id: str | None
+    clusterable: bool
+
+
+def face_states(s: Session) -> dict[int, FaceState]:
+    """Face id -> who it is, how that was decided, its unknown cluster, for every face."""
+    rows = s.execute(
+        select(Face.id, Face.person_id, Face.person_source, Face.cluster_id, Face.clusterable)
+    )
+    return {int(row[0]): FaceState(*row[1:]) for row in rows}
+
+
+def named_faces(s: Session) -> list[tuple[int, int]]:
+    """(face id, person id) of every face a user named, by face id."""
+    rows = s.execute(
+        select(Face.id, Face.person_id)
+        .where(Face.person_source == MANUAL, Face.person_id.is_not(None))
+        .order_by(Face.id)
+    )
+    return [(int(face_id), int(person_id or 0)) for face_id, person_id in rows]
+
+
+def face_counts(s: Session) -> dict[str, int]:
+    """How many faces there are, by what is known of them, and how many people."""
+
+    def count(*conditions: Any) -> int:
+        return int(s.scalar(select(func.count()).select_from(Face).where(*conditions)) or 0)
+
+    by_source = dict(
+        s.execute(
+            select(Face.person_source, func.count())
+            .where(Face.person_id.is_not(None))
+            .group_by(Face.person_source)
+        ).all()
+    )
+    return {
+        "faces": count(),
+        "clusterable_faces": count(Face.clusterable.is_(True)),
+        "assigned_manual": int(by_source.get(MANUAL, 0)),
+        "assigned_auto": int(by_source.get(AUTO, 0)),
+        "unknown_clusters": int(s.scalar(select(func.count(func.distinct(Face.cluster_id)))) or 0),
+        "faces_in_unknown_clusters": count(Face.cluster_id.is_not(None)),
+        "people": int(s.scalar(select(func.count()).select_from(Person)) or 0),
+    }
+
+
+# --- face-matching heads --------------------------------------------------------------------
+
+
+def active_head(s: Session) -> tuple[str, bytes] | None:
+    """(version, safetensors bytes) of the head in use, if any."""
+    row = s.scalars(select(FaceHead).where(FaceHead.active.is_(True))).first()
+    return None if row is None else (row.version, row.weights)
+
+
+def save_head(
+    s: Session, version: str, weights: bytes, metrics: dict[str, Any], activate: bool
+) -> None:
+    """Store a trained head (once per version); ``activate`` makes it the only active one."""
+    if activate:
+        s.execute(update(FaceHead).values(active=False))
+    existing = s.scalars(select(FaceHead).where(FaceHead.version == version)).first()
+    if existing is None:
+        s.add(FaceHead(version=version, active=activate, weights=weights, metrics=metrics))
+    else:
+        existing.active = existing.active or activate
