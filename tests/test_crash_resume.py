@@ -73,12 +73,14 @@ def test_kill_9_during_processing_then_restart(
         tmp_path, tiny_models, VIEWFINDER_WORKER_THREADS="1", VIEWFINDER_WORKER_BATCH_SIZE="4"
     )
     with server(working) as (proc, base):
+        deadline = time.monotonic() + 120
         while True:
             done = httpx.get(f"{base}/api/v1/jobs/processing").json()["counts"]["done"]
             if done >= 8:
                 proc.send_signal(signal.SIGKILL)
                 proc.wait(timeout=30)
                 break
+            assert time.monotonic() < deadline, f"only {done} embedded after 120 s"
             time.sleep(0.005)
     db = tmp_path / "data" / "viewfinder.db"
     before = _embedding_times(db)

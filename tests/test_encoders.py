@@ -355,9 +355,13 @@ def test_warmup_items_run(
     dinov3: DinoEncoder,
     captioner: BlipCaptioner,
 ) -> None:
-    for model in (clip_image, clip_text, dinov2, dinov3, captioner):
+    for model in (clip_image, clip_text, dinov2, dinov3):
         (output,) = run_each(model, [model.warmup_item()])
-        assert output is not None
+        assert output.shape == (model.dim,)
+        assert np.linalg.norm(output) == pytest.approx(1.0, abs=1e-5)
+    (caption,) = run_each(captioner, [captioner.warmup_item()])
+    assert isinstance(caption, str)
+    assert caption.strip()
 
 
 # --- BLIP captions ----------------------------------------------------------------------------
