@@ -38,8 +38,8 @@ import numpy as np
 from PIL import Image
 
 from viewfinder.imaging.decode import decode_image
+from viewfinder.model_registry import model_entries
 from viewfinder.models.clip import ClipImageEncoder
-from viewfinder.models.registry import model_entries
 from viewfinder.runtime.device import FP32, select_device
 from viewfinder.settings import Settings
 from viewfinder.testing import checkpoints

@@ -62,7 +62,7 @@ from viewfinder.db.engine import make_engine, make_session_factory
 from viewfinder.imaging.decode import decode_image
 from viewfinder.library.ingest import IngestService
 from viewfinder.library.processing import CLIP_MODEL, EMBED_TASK, EmbeddingProcessor
-from viewfinder.models.registry import model_entries
+from viewfinder.model_registry import model_entries
 from viewfinder.runtime.device import select_device
 from viewfinder.settings import Settings
 from viewfinder.testing import checkpoints

@@ -18,7 +18,7 @@ from viewfinder.analysis.service import AnalysisService
 from viewfinder.api.app import create_app
 from viewfinder.container import Services
 from viewfinder.imaging.fetch import FetchPolicy
-from viewfinder.models.registry import factories
+from viewfinder.model_registry import factories
 from viewfinder.runtime.batcher import BatchPolicy
 from viewfinder.runtime.pool import ModelPool
 

@@ -27,10 +27,10 @@ from safetensors.torch import load_file, save_file
 from tests.conftest import make_settings
 from viewfinder.api.app import create_app
 from viewfinder.errors import ModelUnavailableError
+from viewfinder.model_registry import model_entries
 from viewfinder.models import onnx_int8
 from viewfinder.models.clip import ClipImageEncoder, ClipTextEncoder
 from viewfinder.models.onnx_int8 import OnnxClipImageEncoder, OnnxClipTextEncoder
-from viewfinder.models.registry import model_entries
 from viewfinder.runtime.device import FP32
 
 IMAGE_MIN_COSINE = 0.999  # measured >= 0.99988

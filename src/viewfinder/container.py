@@ -11,7 +11,7 @@ from viewfinder.analysis.service import AnalysisService
 from viewfinder.classifiers.store import ClassifierStore
 from viewfinder.imaging.fetch import FetchPolicy
 from viewfinder.library.library import Library
-from viewfinder.models.registry import ModelEntry, batch_policy, factories, model_entries
+from viewfinder.model_registry import ModelEntry, batch_policy, factories, model_entries
 from viewfinder.runtime.device import select_device
 from viewfinder.runtime.pool import ModelPool
 from viewfinder.settings import Settings

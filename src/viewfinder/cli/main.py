@@ -14,11 +14,11 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from viewfinder.analysis.results import Task
+from viewfinder.atomic import write_atomically
 from viewfinder.cli.common import fail, load_settings
 from viewfinder.cli.keys import keys_app
 from viewfinder.cli.scale import vectors_app, worker
 from viewfinder.errors import InvalidInputError, ViewfinderError
-from viewfinder.storage.atomic import write_atomically
 
 if TYPE_CHECKING:
     from viewfinder.container import Services
@@ -74,7 +74,7 @@ def serve(
 @models_app.command("list")
 def models_list() -> None:
     """Each model: its setting, its source, and whether a local copy is available."""
-    from viewfinder.models.registry import model_entries
+    from viewfinder.model_registry import model_entries
 
     settings = _settings()
     offline = settings.model_copy(update={"offline": True})
@@ -95,7 +95,7 @@ def models_pull(
     ] = None,
 ) -> None:
     """Download the configured models into the model cache, ahead of time."""
-    from viewfinder.models.registry import model_entries
+    from viewfinder.model_registry import model_entries
 
     settings = _settings()
     entries = model_entries(settings, "cpu")
