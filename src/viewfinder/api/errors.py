@@ -10,6 +10,7 @@ from fastapi import FastAPI, Request
 from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel, Field
 
 from viewfinder.errors import (
     ConflictError,
@@ -37,6 +38,73 @@ STATUS_BY_ERROR: tuple[tuple[type[ViewfinderError], int], ...] = (
     (DeviceUnavailableError, 503),
     (StorageError, 503),
 )
+
+
+# Answered by middleware before any route runs, so no domain error stands for them.
+# 401/403/429: the API-key access control (api/auth.py); 413: the body-size limit (api/uploads.py).
+MIDDLEWARE_STATUSES = (401, 403, 413, 429)
+# Every route but GET /health can be refused by the access control.
+ACCESS_STATUSES = (401, 403, 429)
+
+# What each status means to a caller: the OpenAPI document's response descriptions.
+MEANING: dict[int, str] = {
+    400: "The request is malformed: a body that cannot be parsed, an image that cannot be "
+    "downloaded or decoded, a value the route cannot use. `detail` says what to fix.",
+    401: "No API key, or an unknown or revoked one (once the server has keys).",
+    403: "Refused: a read-only key on a route that changes data, or a cross-origin request.",
+    404: "The named thing (asset, collection, person, face, job...) does not exist.",
+    409: "The request conflicts with the current state (e.g. the name is taken).",
+    413: "The body, the upload, the downloaded image or its pixel count exceeds a configured "
+    "limit (VIEWFINDER_MAX_UPLOAD_BYTES, VIEWFINDER_MAX_IMAGE_PIXELS).",
+    422: "The request does not match this schema: `detail` lists each problem (`loc`, `msg`); "
+    "or, for a well-formed request that cannot be carried out as given (e.g. repeated "
+    "`operation_id` values), `detail` is a sentence.",
+    429: "Too busy: a model's queue is full, or this key's rate limit is reached; retry after "
+    "the `Retry-After` header's seconds.",
+    503: "A model, the device or the storage cannot be used right now (e.g. a model that is "
+    "not available offline); `detail` says which.",
+}
+
+
+class ErrorOut(BaseModel):
+    """Every error response but a schema mismatch (422): one sentence for the caller."""
+
+    detail: str = Field(description="What went wrong and what to change.")
+
+
+class ValidationIssue(BaseModel):
+    """One way in which a request does not match the schema (FastAPI's format)."""
+
+    loc: list[str | int] = Field(description='Where: e.g. ["body", "tasks", 0, "type"].')
+    msg: str
+    type: str
+    input: Any = None
+    ctx: dict[str, Any] | None = None
+
+
+class RequestErrorOut(BaseModel):
+    """A 422 from a route that also checks the request as a whole (e.g. repeated
+    ``operation_id`` values): a list for a schema mismatch, a sentence otherwise."""
+
+    detail: list[ValidationIssue] | str
+
+
+def error_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """The ``responses=`` of a route or router that can answer ``statuses``: each documented with
+    its meaning and the ``{"detail": "..."}`` body. 422 is listed only for routes whose 422 can
+    also be a domain error (a sentence); FastAPI documents the schema-mismatch 422 (a list) of
+    every route with parameters by itself."""
+    known = {status for _, status in STATUS_BY_ERROR} | set(MIDDLEWARE_STATUSES)
+    unknown = sorted(set(statuses) - known)
+    if unknown:
+        raise ValueError(f"no error maps to status {unknown}: see STATUS_BY_ERROR")
+    return {
+        status: {
+            "model": RequestErrorOut if status == 422 else ErrorOut,
+            "description": MEANING[status],
+        }
+        for status in sorted(statuses)
+    }
 
 
 def status_for(error: ViewfinderError) -> int:

@@ -103,6 +103,13 @@ class JobOut(BaseModel):
         return cls.model_validate(job, from_attributes=True)
 
 
+class JobAcceptedOut(BaseModel):
+    """202 from a route that can also run inline: the job that will do the work."""
+
+    job_id: str
+    job: JobOut
+
+
 class ProcessingOut(BaseModel):
     kind: str
     counts: dict[str, int]

@@ -12,6 +12,7 @@ from viewfinder.analysis.results import AnalysisReport, Task, response_payload
 from viewfinder.analysis.service import check_unique_ids
 from viewfinder.analysis.tasks import TaskIn, parse_tasks_json
 from viewfinder.api.deps import services
+from viewfinder.api.errors import ACCESS_STATUSES, error_responses
 from viewfinder.api.schemas_analysis import (
     AnalyzeImageRequest,
     AnalyzeImageResponse,
@@ -20,7 +21,7 @@ from viewfinder.api.schemas_analysis import (
 )
 from viewfinder.api.uploads import read_upload
 
-router = APIRouter(tags=["analysis (seed 000)"])
+router = APIRouter(tags=["analysis (seed 000)"], responses=error_responses(*ACCESS_STATUSES))
 
 
 def _tasks(tasks: list[TaskIn]) -> list[Task]:
@@ -36,7 +37,11 @@ def _render(image_url: str, report: AnalysisReport, response: Response) -> Analy
     return AnalyzeImageResponse.model_validate(response_payload(image_url, report))
 
 
-@router.post("/analyze_image/", response_model=AnalyzeImageResponse)
+@router.post(
+    "/analyze_image/",
+    response_model=AnalyzeImageResponse,
+    responses=error_responses(400, 413, 422, 503),
+)
 async def analyze_image(
     body: AnalyzeImageRequest, request: Request, response: Response
 ) -> AnalyzeImageResponse:
@@ -44,12 +49,15 @@ async def analyze_image(
     service = services(request).analysis
     tasks = _tasks(body.tasks)
     check_unique_ids(tasks)  # before the download: a bad request costs nothing
-    image = await run_in_threadpool(service.image_from_url, body.image_url)
-    report = await run_in_threadpool(service.analyze, image, tasks)
+    report = await run_in_threadpool(service.analyze_url, body.image_url, tasks)
     return _render(body.image_url, report, response)
 
 
-@router.post("/analyze_image_upload/", response_model=AnalyzeImageResponse)
+@router.post(
+    "/analyze_image_upload/",
+    response_model=AnalyzeImageResponse,
+    responses=error_responses(400, 413, 422, 503),
+)
 async def analyze_image_upload(
     image_file: Annotated[UploadFile, File(description="The image to analyse.")],
     tasks_json: Annotated[str, Form(description="The tasks array as a JSON string.")],
@@ -61,8 +69,7 @@ async def analyze_image_upload(
     tasks = parse_tasks_json(tasks_json)
     check_unique_ids(tasks)
     data = await read_upload(image_file, svc.settings.max_upload_bytes)
-    image = await run_in_threadpool(svc.analysis.image_from_bytes, data)
-    report = await run_in_threadpool(svc.analysis.analyze, image, tasks)
+    report = await run_in_threadpool(svc.analysis.analyze_bytes, data, tasks)
     return _render(f"uploaded:{image_file.filename or 'file'}", report, response)
 
 

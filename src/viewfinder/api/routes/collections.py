@@ -12,6 +12,7 @@ from pydantic import BaseModel, Field, field_validator
 from sqlalchemy.exc import IntegrityError
 
 from viewfinder.api.deps import library, services
+from viewfinder.api.errors import ACCESS_STATUSES, error_responses
 from viewfinder.api.params import DbInt, DbText
 from viewfinder.api.schemas_library import AssetOut, JobOut
 from viewfinder.api.server_folders import allowed_server_folder
@@ -22,7 +23,11 @@ from viewfinder.db.models import Collection
 from viewfinder.errors import ConflictError, NotFoundError
 from viewfinder.library.library import Library
 
-router = APIRouter(prefix="/api/v1", tags=["collections and classifiers"])
+router = APIRouter(
+    prefix="/api/v1",
+    tags=["collections and classifiers"],
+    responses=error_responses(*ACCESS_STATUSES, 503),
+)
 LibraryDep = Annotated[Library, Depends(library)]
 ServicesDep = Annotated[Services, Depends(services)]
 
@@ -98,7 +103,12 @@ def _collection(lib: Library, collection_id: int) -> tuple[Collection, int]:
         return collection, repo.member_count(session, collection_id)
 
 
-@router.post("/collections", status_code=status.HTTP_201_CREATED, response_model=CollectionOut)
+@router.post(
+    "/collections",
+    status_code=status.HTTP_201_CREATED,
+    response_model=CollectionOut,
+    responses=error_responses(400, 409, 413),
+)
 def create_collection(body: CollectionIn, svc: ServicesDep) -> CollectionOut:
     lib = svc.require_library()
     try:
@@ -116,18 +126,28 @@ def list_collections(svc: ServicesDep) -> list[CollectionOut]:
         return [_out(svc, c, n) for c, n in repo.list_collections(session)]
 
 
-@router.get("/collections/{collection_id}", response_model=CollectionOut)
+@router.get(
+    "/collections/{collection_id}", response_model=CollectionOut, responses=error_responses(404)
+)
 def get_collection(collection_id: DbInt, svc: ServicesDep) -> CollectionOut:
     return _out(svc, *_collection(svc.require_library(), collection_id))
 
 
-@router.delete("/collections/{collection_id}", status_code=status.HTTP_204_NO_CONTENT)
+@router.delete(
+    "/collections/{collection_id}",
+    status_code=status.HTTP_204_NO_CONTENT,
+    responses=error_responses(404),
+)
 def delete_collection(collection_id: DbInt, lib: LibraryDep) -> Response:
     lib.collections.delete(collection_id)
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 
-@router.get("/collections/{collection_id}/assets", response_model=list[AssetOut])
+@router.get(
+    "/collections/{collection_id}/assets",
+    response_model=list[AssetOut],
+    responses=error_responses(404),
+)
 def collection_assets(
     collection_id: DbInt,
     request: Request,
@@ -142,7 +162,7 @@ def collection_assets(
         ]
 
 
-@router.post("/collections/{collection_id}/assets")
+@router.post("/collections/{collection_id}/assets", responses=error_responses(400, 404, 413))
 def add_assets(collection_id: DbInt, body: AssetIdsIn, lib: LibraryDep) -> dict[str, int]:
     """Add assets to the collection (already-present ones are ignored)."""
     _collection(lib, collection_id)
@@ -154,7 +174,7 @@ def add_assets(collection_id: DbInt, body: AssetIdsIn, lib: LibraryDep) -> dict[
     return {"added": added, "size": _collection(lib, collection_id)[1]}
 
 
-@router.post("/collections/{collection_id}/assets/remove")
+@router.post("/collections/{collection_id}/assets/remove", responses=error_responses(400, 404, 413))
 def remove_assets(collection_id: DbInt, body: AssetIdsIn, lib: LibraryDep) -> dict[str, int]:
     _collection(lib, collection_id)
     with lib.sessions.begin() as session:
@@ -163,7 +183,9 @@ def remove_assets(collection_id: DbInt, body: AssetIdsIn, lib: LibraryDep) -> di
 
 
 @router.delete(
-    "/collections/{collection_id}/assets/{asset_id}", status_code=status.HTTP_204_NO_CONTENT
+    "/collections/{collection_id}/assets/{asset_id}",
+    status_code=status.HTTP_204_NO_CONTENT,
+    responses=error_responses(404),
 )
 def remove_asset(collection_id: DbInt, asset_id: DbInt, lib: LibraryDep) -> Response:
     _collection(lib, collection_id)
@@ -176,7 +198,14 @@ def remove_asset(collection_id: DbInt, asset_id: DbInt, lib: LibraryDep) -> Resp
 # --- classifiers --------------------------------------------------------------------------------
 
 
-@router.post("/classifiers/train", response_model=None)
+@router.post(
+    "/classifiers/train",
+    response_model=None,
+    responses={
+        202: {"model": JobOut, "description": "Queued (`queue`): the job to follow."},
+        **error_responses(400, 404, 413),
+    },
+)
 def train_classifiers(body: TrainIn, lib: LibraryDep, response: Response) -> dict[str, Any]:
     """Train every (or the given) collection's classifier; ``queue`` runs it as a job."""
     source = body.source
@@ -191,7 +220,7 @@ def train_classifiers(body: TrainIn, lib: LibraryDep, response: Response) -> dic
     return {"collections": [asdict(r) for r in reports]}
 
 
-@router.get("/classifiers/report")
+@router.get("/classifiers/report", responses=error_responses(404))
 def training_report(svc: ServicesDep) -> Any:
     """The report of the last training run (per collection: size, precision, recall, version)."""
     path = svc.classifiers.directory / REPORT_FILE

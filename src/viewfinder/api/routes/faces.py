@@ -10,14 +10,18 @@ from fastapi import APIRouter, Depends, Query, Request, Response
 from pydantic import BaseModel, Field
 
 from viewfinder.api.deps import library
+from viewfinder.api.errors import ACCESS_STATUSES, error_responses
 from viewfinder.api.params import DbInt, DbText
+from viewfinder.api.responses import image_file
 from viewfinder.db import faces as face_repo
 from viewfinder.db import repository as repo
 from viewfinder.db.models import Face
 from viewfinder.errors import NotFoundError
 from viewfinder.library.library import Library
 
-router = APIRouter(prefix="/api/v1", tags=["faces"])
+router = APIRouter(
+    prefix="/api/v1", tags=["faces"], responses=error_responses(*ACCESS_STATUSES, 503)
+)
 LibraryDep = Annotated[Library, Depends(library)]
 
 
@@ -94,7 +98,7 @@ def list_faces(
     )
 
 
-@router.get("/faces/{face_id}", response_model=FaceOut)
+@router.get("/faces/{face_id}", response_model=FaceOut, responses=error_responses(404))
 def get_face(face_id: DbInt, request: Request, lib: LibraryDep) -> FaceOut:
     with lib.sessions() as session:
         face = face_repo.get_face(session, face_id)
@@ -103,7 +107,11 @@ def get_face(face_id: DbInt, request: Request, lib: LibraryDep) -> FaceOut:
     return FaceOut.of(face, request)
 
 
-@router.get("/faces/{face_id}/thumbnail", name="face_thumbnail")
+@router.get(
+    "/faces/{face_id}/thumbnail",
+    name="face_thumbnail",
+    **image_file("The aligned face, 112 x 112 JPEG.", "image/jpeg"),
+)
 def face_thumbnail(face_id: DbInt, lib: LibraryDep) -> Response:
     """The face aligned as the recogniser saw it (112 x 112 JPEG)."""
     with lib.sessions() as session:
@@ -116,7 +124,9 @@ def face_thumbnail(face_id: DbInt, lib: LibraryDep) -> Response:
     )
 
 
-@router.get("/assets/{asset_id}/faces", response_model=list[FaceOut])
+@router.get(
+    "/assets/{asset_id}/faces", response_model=list[FaceOut], responses=error_responses(404)
+)
 def asset_faces(asset_id: DbInt, request: Request, lib: LibraryDep) -> list[FaceOut]:
     with lib.sessions() as session:
         if repo.get_asset(session, asset_id) is None:

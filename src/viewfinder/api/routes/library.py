@@ -12,7 +12,9 @@ from fastapi.responses import FileResponse
 from starlette.concurrency import run_in_threadpool
 
 from viewfinder.api.deps import library, services
+from viewfinder.api.errors import ACCESS_STATUSES, error_responses
 from viewfinder.api.params import DbInt, DbText
+from viewfinder.api.responses import image_file
 from viewfinder.api.schemas_library import (
     AssetOut,
     AssetPage,
@@ -40,7 +42,9 @@ from viewfinder.library.search import SearchHit
 from viewfinder.storage.blobs import preview_key, thumbnail_key
 from viewfinder.storage.s3_source import is_s3_url
 
-router = APIRouter(prefix="/api/v1", tags=["library"])
+router = APIRouter(
+    prefix="/api/v1", tags=["library"], responses=error_responses(*ACCESS_STATUSES, 503)
+)
 
 LibraryDep = Annotated[Library, Depends(library)]
 ServicesDep = Annotated[Services, Depends(services)]
@@ -60,7 +64,12 @@ def _asset_out(lib: Library, request: Request, asset_id: int) -> AssetOut:
 # --- ingest ------------------------------------------------------------------------------------
 
 
-@router.post("/assets", status_code=status.HTTP_201_CREATED, response_model=list[IngestedOut])
+@router.post(
+    "/assets",
+    status_code=status.HTTP_201_CREATED,
+    response_model=list[IngestedOut],
+    responses=error_responses(400, 413),
+)
 async def upload_assets(
     request: Request,
     svc: ServicesDep,
@@ -81,14 +90,24 @@ async def upload_assets(
     ]
 
 
-@router.post("/assets/from-url", status_code=status.HTTP_201_CREATED, response_model=IngestedOut)
+@router.post(
+    "/assets/from-url",
+    status_code=status.HTTP_201_CREATED,
+    response_model=IngestedOut,
+    responses=error_responses(400, 413),
+)
 def ingest_url(body: UrlIngestIn, request: Request, lib: LibraryDep) -> IngestedOut:
     """Download an image (public addresses only, as for analysis) and store it."""
     result = lib.ingest.ingest_url(body.url, body.folder)
     return IngestedOut(asset=_asset_out(lib, request, result.asset.id), created=result.created)
 
 
-@router.post("/imports", status_code=status.HTTP_202_ACCEPTED, response_model=JobOut)
+@router.post(
+    "/imports",
+    status_code=status.HTTP_202_ACCEPTED,
+    response_model=JobOut,
+    responses=error_responses(400, 413),
+)
 def import_folder(body: FolderImportIn, lib: LibraryDep) -> JobOut:
     """Ingest every image under a server folder, or index ``s3://bucket/prefix`` in place, as a
     background job."""
@@ -101,7 +120,12 @@ def import_folder(body: FolderImportIn, lib: LibraryDep) -> JobOut:
     return JobOut.of(lib.jobs.submit("import_folder", params))
 
 
-@router.post("/reindex", status_code=status.HTTP_202_ACCEPTED, response_model=JobOut)
+@router.post(
+    "/reindex",
+    status_code=status.HTTP_202_ACCEPTED,
+    response_model=JobOut,
+    responses=error_responses(400, 413),
+)
 def reindex(body: ReindexIn, lib: LibraryDep) -> JobOut:
     """Re-index as a background job: bring the vector store in step with the stored embeddings,
     or (``reembed``) embed every image again, e.g. after changing the CLIP model."""
@@ -111,7 +135,7 @@ def reindex(body: ReindexIn, lib: LibraryDep) -> JobOut:
 # --- assets ------------------------------------------------------------------------------------
 
 
-@router.get("/assets", response_model=AssetPage)
+@router.get("/assets", response_model=AssetPage, responses=error_responses(400))
 def list_assets(
     request: Request,
     lib: LibraryDep,
@@ -136,12 +160,16 @@ def list_assets(
     )
 
 
-@router.get("/assets/{asset_id}", response_model=AssetOut)
+@router.get("/assets/{asset_id}", response_model=AssetOut, responses=error_responses(404))
 def get_asset(asset_id: DbInt, request: Request, lib: LibraryDep) -> AssetOut:
     return _asset_out(lib, request, asset_id)
 
 
-@router.delete("/assets/{asset_id}", status_code=status.HTTP_204_NO_CONTENT)
+@router.delete(
+    "/assets/{asset_id}",
+    status_code=status.HTTP_204_NO_CONTENT,
+    responses=error_responses(404),
+)
 def delete_asset(asset_id: DbInt, lib: LibraryDep) -> Response:
     lib.delete_asset(asset_id)
     return Response(status_code=status.HTTP_204_NO_CONTENT)
@@ -176,17 +204,25 @@ def _file(lib: Library, asset_id: int, which: str) -> Response:
     return Response(data, media_type=media, headers=headers)
 
 
-@router.get("/assets/{asset_id}/file", name="asset_file")
+@router.get("/assets/{asset_id}/file", name="asset_file", **image_file("The original file."))
 def asset_file(asset_id: DbInt, lib: LibraryDep) -> Response:
     return _file(lib, asset_id, "file")
 
 
-@router.get("/assets/{asset_id}/thumbnail", name="asset_thumbnail")
+@router.get(
+    "/assets/{asset_id}/thumbnail",
+    name="asset_thumbnail",
+    **image_file("A JPEG at most 256 px on its longer side.", "image/jpeg"),
+)
 def asset_thumbnail(asset_id: DbInt, lib: LibraryDep) -> Response:
     return _file(lib, asset_id, "thumbnail")
 
 
-@router.get("/assets/{asset_id}/preview", name="asset_preview")
+@router.get(
+    "/assets/{asset_id}/preview",
+    name="asset_preview",
+    **image_file("A JPEG at most 1024 px on its longer side.", "image/jpeg"),
+)
 def asset_preview(asset_id: DbInt, lib: LibraryDep) -> Response:
     return _file(lib, asset_id, "preview")
 
@@ -208,7 +244,7 @@ def list_jobs(lib: LibraryDep, kind: DbText | None = None) -> list[JobOut]:
         return [JobOut.of(j) for j in repo.list_jobs(session, kind=kind)]
 
 
-@router.get("/jobs/{job_id}", response_model=JobOut)
+@router.get("/jobs/{job_id}", response_model=JobOut, responses=error_responses(404))
 def get_job(job_id: DbText, lib: LibraryDep) -> JobOut:
     with lib.sessions() as session:
         job = repo.get_job(session, job_id)
@@ -246,7 +282,7 @@ def _filters(body: SearchIn) -> SearchFilters:
     )
 
 
-@router.post("/search", response_model=SearchOut)
+@router.post("/search", response_model=SearchOut, responses=error_responses(400, 404, 413))
 def search(body: SearchIn, request: Request, lib: LibraryDep) -> SearchOut:
     """Search by text (``query``) or by a stored image (``asset_id``); exactly one of them."""
     if (body.query is None) == (body.asset_id is None):
@@ -268,7 +304,7 @@ def search(body: SearchIn, request: Request, lib: LibraryDep) -> SearchOut:
     return _hits(request, hits, body.k, body.offset)
 
 
-@router.post("/search/image", response_model=SearchOut)
+@router.post("/search/image", response_model=SearchOut, responses=error_responses(400, 413))
 async def search_by_upload(
     request: Request,
     svc: ServicesDep,

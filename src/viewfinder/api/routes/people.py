@@ -11,14 +11,18 @@ from fastapi import APIRouter, Depends, Query, Request, Response, status
 from pydantic import BaseModel, Field
 
 from viewfinder.api.deps import library
+from viewfinder.api.errors import ACCESS_STATUSES, error_responses
 from viewfinder.api.params import DbInt, DbText
 from viewfinder.api.routes.faces import FaceOut
-from viewfinder.api.schemas_library import AssetOut, JobOut
+from viewfinder.api.schemas_library import AssetOut, JobAcceptedOut, JobOut
 from viewfinder.db.models import Person
 from viewfinder.library.library import Library
 
-router = APIRouter(prefix="/api/v1", tags=["people (seed 001)"])
+router = APIRouter(
+    prefix="/api/v1", tags=["people (seed 001)"], responses=error_responses(*ACCESS_STATUSES, 503)
+)
 LibraryDep = Annotated[Library, Depends(library)]
+QUEUED = {"model": JobAcceptedOut, "description": "Queued (`queue`): the job to follow."}
 Method = Literal["hdbscan", "dbscan", "agglomerative"]
 
 
@@ -95,7 +99,7 @@ def clusters(lib: LibraryDep) -> list[ClusterOut]:
     return [ClusterOut(cluster_id=c, size=len(f), face_ids=f) for c, f in lib.people.clusters()]
 
 
-@router.post("/faces/clusters/{cluster_id}/label")
+@router.post("/faces/clusters/{cluster_id}/label", responses=error_responses(400, 404, 409, 413))
 def label_cluster(cluster_id: DbText, body: LabelIn, lib: LibraryDep) -> dict[str, Any]:
     """Name every face of a cluster; an existing person of that name (any case) is reused."""
     person, labelled, skipped = lib.people.label_cluster(cluster_id, body.name)
@@ -107,7 +111,7 @@ def label_cluster(cluster_id: DbText, body: LabelIn, lib: LibraryDep) -> dict[st
     }
 
 
-@router.post("/faces/cluster/dual")
+@router.post("/faces/cluster/dual", responses={202: QUEUED, **error_responses(400, 413)})
 def cluster_dual(body: DualIn, lib: LibraryDep, response: Response) -> dict[str, Any]:
     """Match faces to known people, cluster the rest; ``queue`` runs it as a background job."""
     settings = lib.settings
@@ -126,7 +130,7 @@ def cluster_dual(body: DualIn, lib: LibraryDep, response: Response) -> dict[str,
     return asdict(lib.people.cluster_dual(**kwargs))
 
 
-@router.post("/faces/train")
+@router.post("/faces/train", responses={202: QUEUED, **error_responses(400, 413)})
 def train(body: TrainIn, lib: LibraryDep, response: Response) -> dict[str, Any]:
     """Train the face-matching head on labelled faces (triplet loss); it is used for matching
     and clustering only when it separates held-out people better than the untrained space."""
@@ -145,13 +149,17 @@ def stats(lib: LibraryDep) -> dict[str, Any]:
     return lib.people.stats()
 
 
-@router.post("/faces/{face_id}/assign", response_model=FaceOut)
+@router.post(
+    "/faces/{face_id}/assign",
+    response_model=FaceOut,
+    responses=error_responses(400, 404, 409, 413),
+)
 def assign(face_id: DbInt, body: AssignIn, request: Request, lib: LibraryDep) -> FaceOut:
     """Name one face (``person_id`` or ``name``); the choice sticks on later runs."""
     return FaceOut.of(lib.people.assign(face_id, body.person_id, body.name), request)
 
 
-@router.post("/faces/{face_id}/unassign", response_model=FaceOut)
+@router.post("/faces/{face_id}/unassign", response_model=FaceOut, responses=error_responses(404))
 def unassign(face_id: DbInt, request: Request, lib: LibraryDep) -> FaceOut:
     """This face is nobody known; later runs will not assign it."""
     return FaceOut.of(lib.people.unassign(face_id), request)
@@ -165,39 +173,58 @@ def list_persons(lib: LibraryDep, include_hidden: bool = False) -> list[PersonOu
     return [PersonOut.of(p, n) for p, n in lib.people.list_persons(include_hidden)]
 
 
-@router.post("/persons", status_code=status.HTTP_201_CREATED, response_model=PersonOut)
+@router.post(
+    "/persons",
+    status_code=status.HTTP_201_CREATED,
+    response_model=PersonOut,
+    responses=error_responses(400, 409, 413),
+)
 def create_person(body: PersonIn, lib: LibraryDep) -> PersonOut:
     return PersonOut.of(lib.people.create_person(body.name), 0)
 
 
-@router.get("/persons/{person_id}", response_model=PersonOut)
+@router.get("/persons/{person_id}", response_model=PersonOut, responses=error_responses(404))
 def get_person(person_id: DbInt, lib: LibraryDep) -> PersonOut:
     with lib.sessions() as s:
         person = lib.people.get_person(s, person_id)
     return PersonOut.of(person, _counts(lib, person_id))
 
 
-@router.patch("/persons/{person_id}", response_model=PersonOut)
+@router.patch(
+    "/persons/{person_id}",
+    response_model=PersonOut,
+    responses=error_responses(400, 404, 409, 413),
+)
 def update_person(person_id: DbInt, body: PersonPatch, lib: LibraryDep) -> PersonOut:
     """Rename and/or hide a person."""
     person = lib.people.update_person(person_id, body.name, body.hidden)
     return PersonOut.of(person, _counts(lib, person_id))
 
 
-@router.delete("/persons/{person_id}", status_code=status.HTTP_204_NO_CONTENT)
+@router.delete(
+    "/persons/{person_id}",
+    status_code=status.HTTP_204_NO_CONTENT,
+    responses=error_responses(404),
+)
 def delete_person(person_id: DbInt, lib: LibraryDep) -> Response:
     lib.people.delete_person(person_id)
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 
-@router.post("/persons/{person_id}/merge", response_model=PersonOut)
+@router.post(
+    "/persons/{person_id}/merge",
+    response_model=PersonOut,
+    responses=error_responses(400, 404, 409, 413),
+)
 def merge(person_id: DbInt, body: MergeIn, lib: LibraryDep) -> PersonOut:
     """Move this person's faces to ``into`` and remove this person."""
     person = lib.people.merge(person_id, body.into)
     return PersonOut.of(person, _counts(lib, person.id))
 
 
-@router.get("/persons/{person_id}/photos", response_model=list[AssetOut])
+@router.get(
+    "/persons/{person_id}/photos", response_model=list[AssetOut], responses=error_responses(404)
+)
 def person_photos(
     person_id: DbInt,
     request: Request,

@@ -11,6 +11,7 @@ from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 
 from viewfinder.api.deps import library, services
+from viewfinder.api.errors import ACCESS_STATUSES, error_responses
 from viewfinder.api.uploads import read_upload
 from viewfinder.db import repository as repo
 from viewfinder.library.filters import SearchFilters
@@ -19,7 +20,11 @@ from viewfinder.library.ingest import clean_folder
 from viewfinder.library.library import Library
 from viewfinder.library.search import SearchHit
 
-router = APIRouter(prefix="/api/demo_backend_v2/image_search", tags=["search (seed 002)"])
+router = APIRouter(
+    prefix="/api/demo_backend_v2/image_search",
+    tags=["search (seed 002)"],
+    responses=error_responses(*ACCESS_STATUSES, 503),
+)
 
 
 class TextSearchIn(BaseModel):
@@ -48,7 +53,7 @@ def _render(lib: Library, request: Request, hits: list[SearchHit]) -> list[Seed0
     ]
 
 
-@router.post("/search", response_model=list[Seed002Hit])
+@router.post("/search", response_model=list[Seed002Hit], responses=error_responses(400, 413))
 def search_text(body: TextSearchIn, request: Request) -> list[Seed002Hit]:
     """Text to image; ``folder`` filters, or is detected from the query when empty."""
     lib = library(request)
@@ -61,7 +66,9 @@ def search_text(body: TextSearchIn, request: Request) -> list[Seed002Hit]:
     return _render(lib, request, hits)
 
 
-@router.post("/search_by_image", response_model=list[Seed002Hit])
+@router.post(
+    "/search_by_image", response_model=list[Seed002Hit], responses=error_responses(400, 413)
+)
 async def search_image(
     request: Request,
     file: Annotated[UploadFile, File(description="The query image.")],

@@ -20,6 +20,7 @@ from starlette.concurrency import run_in_threadpool
 from viewfinder.analyzer.prompt import PromptSource, PromptToken
 from viewfinder.analyzer.service import ImageAnalyzer
 from viewfinder.analyzer.zero_shot import Analysis
+from viewfinder.api.errors import ACCESS_STATUSES, error_responses
 from viewfinder.api.uploads import read_upload
 from viewfinder.container import Services
 from viewfinder.errors import InvalidImageError, ViewfinderError
@@ -38,7 +39,12 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
     yield
 
 
-router = APIRouter(prefix="/api/images", tags=["image analyzer (seed 003)"], lifespan=_lifespan)
+router = APIRouter(
+    prefix="/api/images",
+    tags=["image analyzer (seed 003)"],
+    lifespan=_lifespan,
+    responses=error_responses(*ACCESS_STATUSES, 503),
+)
 
 
 def _analyzer(app: Starlette) -> ImageAnalyzer:
@@ -114,7 +120,7 @@ def _wire(analysis: Analysis) -> dict[str, list[dict[str, Any]]]:
     }
 
 
-@router.post("/analyze", response_model=AnalyzeResponse)
+@router.post("/analyze", response_model=AnalyzeResponse, responses=error_responses(400, 413))
 async def analyze(
     request: Request,
     image: ImageFile,
@@ -141,7 +147,10 @@ async def analyze(
 @router.post(
     "/analyze-stream",
     response_class=StreamingResponse,
-    responses={200: {"content": {"text/event-stream": {}}, "description": "Progress events."}},
+    responses={
+        200: {"content": {"text/event-stream": {}}, "description": "Progress events."},
+        **error_responses(400, 413),
+    },
 )
 async def analyze_stream(
     request: Request,

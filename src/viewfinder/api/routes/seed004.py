@@ -11,6 +11,7 @@ from pydantic import BaseModel
 from starlette.concurrency import run_in_threadpool
 
 from viewfinder.api.deps import library, services
+from viewfinder.api.errors import ACCESS_STATUSES, error_responses
 from viewfinder.api.params import DbInt
 from viewfinder.api.uploads import read_upload
 from viewfinder.db import repository as repo
@@ -56,7 +57,12 @@ def _image(lib: Library, request: Request, asset: Asset) -> ImageOut:
     )
 
 
-@router.post("/images", status_code=status.HTTP_201_CREATED, response_model=ImageOut)
+@router.post(
+    "/images",
+    status_code=status.HTTP_201_CREATED,
+    response_model=ImageOut,
+    responses=error_responses(*ACCESS_STATUSES, 400, 413, 503),
+)
 async def upload_image(
     request: Request, file: Annotated[UploadFile, File(description="An image file.")]
 ) -> ImageOut:
@@ -68,7 +74,9 @@ async def upload_image(
     return _image(lib, request, result.asset)
 
 
-@router.get("/images", response_model=list[ImageOut])
+@router.get(
+    "/images", response_model=list[ImageOut], responses=error_responses(*ACCESS_STATUSES, 503)
+)
 def list_images(
     request: Request,
     limit: Annotated[
@@ -89,7 +97,9 @@ def list_images(
     return [_image(lib, request, a) for a in assets]
 
 
-@router.get("/clusters", response_model=list[ClusterOut])
+@router.get(
+    "/clusters", response_model=list[ClusterOut], responses=error_responses(*ACCESS_STATUSES, 503)
+)
 def clusters(request: Request) -> list[ClusterOut]:
     """MiniBatchKMeans over every image's CLIP embedding (KMEANS_CLUSTERS, KMEANS_BATCH_SIZE);
     waits for images still being embedded so every image is in exactly one cluster."""

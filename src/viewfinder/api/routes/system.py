@@ -8,9 +8,10 @@ from fastapi import APIRouter, Depends
 from pydantic import BaseModel
 
 from viewfinder.api.deps import services
+from viewfinder.api.errors import ACCESS_STATUSES, error_responses
 from viewfinder.container import Services
 
-router = APIRouter(prefix="/api/v1", tags=["system"])
+router = APIRouter(prefix="/api/v1", tags=["system"], responses=error_responses(*ACCESS_STATUSES))
 
 
 class ModelOut(BaseModel):
