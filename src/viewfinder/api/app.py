@@ -11,6 +11,7 @@ from starlette.concurrency import run_in_threadpool
 
 import viewfinder
 from viewfinder.api.auth import install_access_control
+from viewfinder.api.docs import router as docs_router
 from viewfinder.api.errors import install_error_handlers
 from viewfinder.api.middleware import RequestLogMiddleware
 from viewfinder.api.routes import (
@@ -50,6 +51,8 @@ def create_app(settings: Settings, services: Services | None = None) -> FastAPI:
         version=viewfinder.__version__,
         description="Self-hosted image intelligence: analysis, search, faces, classification.",
         lifespan=lifespan,
+        docs_url=None,  # served by api/docs.py without a CDN
+        redoc_url=None,
     )
     app.state.services = built
     install_error_handlers(app)
@@ -63,6 +66,7 @@ def create_app(settings: Settings, services: Services | None = None) -> FastAPI:
     app.include_router(seed003.router)
     app.include_router(system.router)
     app.include_router(web.router)
+    app.include_router(docs_router)
     app.add_middleware(
         BodySizeLimitMiddleware,
         max_upload_bytes=settings.max_upload_bytes,
