@@ -6,6 +6,7 @@ the best promoted in ``best_models.json``, and only the top versions kept."""
 from __future__ import annotations
 
 import logging
+import math
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 
@@ -82,8 +83,10 @@ def train_collection(
         reason = f"needs at least {MIN_PER_CLASS} members and {MIN_PER_CLASS} non-members"
         return CollectionReport(**{**asdict(base), "skipped": reason})
     x = _unit(data.features)
+    # At least one of each class held out: 20 % of a small set (4 rows: 1) cannot be stratified.
+    test_size = max(2, math.ceil(TEST_FRACTION * len(labels)))
     x_train, x_test, y_train, y_test = train_test_split(
-        x, labels, test_size=TEST_FRACTION, stratify=labels, random_state=seed
+        x, labels, test_size=test_size, stratify=labels, random_state=seed
     )
     model = LogisticRegression(
         class_weight="balanced", C=REGULARISATION_C, solver="liblinear", random_state=seed
