@@ -25,7 +25,8 @@ from viewfinder.db.models import Face, TaskState
 from viewfinder.faces.align import align_face, as_rgb_array
 from viewfinder.faces.quality import assess_face, is_clusterable
 from viewfinder.library.processing import TaskWorker, run_isolated
-from viewfinder.models.types import BoxXYXY, Detection
+from viewfinder.models.nms import iou
+from viewfinder.models.types import Detection
 from viewfinder.runtime.pool import ModelPool
 from viewfinder.settings import Settings
 
@@ -162,22 +163,15 @@ def jpeg_bytes(aligned: NDArray[np.uint8]) -> bytes:
     return out.getvalue()
 
 
-def iou(a: BoxXYXY, b: BoxXYXY) -> float:
-    width = min(a[2], b[2]) - max(a[0], b[0])
-    height = min(a[3], b[3]) - max(a[1], b[1])
-    if width <= 0 or height <= 0:
-        return 0.0
-    inter = width * height
-    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
-    return inter / union if union > 0 else 0.0
-
-
 def best_overlap(face: Face, previous: list[Face]) -> Face | None:
     """The old face at the same place as ``face`` (IoU >= ``SAME_FACE_IOU``), if any."""
-    box = (face.x1, face.y1, face.x2, face.y2)
-    scored = [(iou(box, (p.x1, p.y1, p.x2, p.y2)), p) for p in previous]
-    best = max(scored, key=lambda pair: pair[0], default=None)
-    return best[1] if best is not None and best[0] >= SAME_FACE_IOU else None
+    if not previous:
+        return None
+    box = np.array([face.x1, face.y1, face.x2, face.y2], dtype=np.float64)
+    others = np.array([[p.x1, p.y1, p.x2, p.y2] for p in previous], dtype=np.float64)
+    overlaps = iou(box, others)
+    best = int(np.argmax(overlaps))
+    return previous[best] if overlaps[best] >= SAME_FACE_IOU else None
 
 
 @dataclass(frozen=True)
