@@ -21,6 +21,7 @@ from PIL import Image
 from torch import nn
 
 from viewfinder.models.nms import nms
+from viewfinder.models.scaled import ScaledImage, shrink
 from viewfinder.models.types import Detection
 
 FILES = ("pnet.pt", "rnet.pt", "onet.pt")
@@ -136,16 +137,6 @@ def load_net(net: nn.Module, path: Path, device: str) -> nn.Module:
 
 
 @dataclass(frozen=True)
-class MtcnnInput:
-    """The RGB image the cascade works on (possibly shrunk) and how to map results back."""
-
-    rgb: NDArray[np.uint8]
-    scale: float
-    width: int
-    height: int
-
-
-@dataclass(frozen=True)
 class FaceCandidates:
     """Boxes (N, 4) xyxy, scores (N,) and landmarks (N, 5, 2), in working-image pixels."""
 
@@ -158,16 +149,6 @@ class FaceCandidates:
         return FaceCandidates(
             np.zeros((0, 4), np.float32), np.zeros(0, np.float32), np.zeros((0, 5, 2), np.float32)
         )
-
-
-def shrink(image: Image.Image, max_side: int) -> MtcnnInput:
-    rgb = np.asarray(image if image.mode == "RGB" else image.convert("RGB"))
-    height, width = rgb.shape[:2]
-    scale = min(1.0, max_side / max(height, width))
-    if scale < 1.0:
-        size = (max(1, round(width * scale)), max(1, round(height * scale)))
-        rgb = cv2.resize(rgb, size, interpolation=cv2.INTER_AREA)
-    return MtcnnInput(np.ascontiguousarray(rgb), scale, width, height)
 
 
 def normalise(pixels: NDArray[np.uint8], device: str) -> torch.Tensor:
@@ -333,7 +314,9 @@ def detect_faces(
     return finalise(onet, rgb, candidates, thresholds[2], device)
 
 
-def to_detections(faces: FaceCandidates, prepared: MtcnnInput, min_score: float) -> list[Detection]:
+def to_detections(
+    faces: FaceCandidates, prepared: ScaledImage, min_score: float
+) -> list[Detection]:
     limits = np.array([prepared.width, prepared.height] * 2, dtype=np.float32)
     boxes = np.clip(faces.boxes / prepared.scale, 0.0, limits)
     points = faces.landmarks / prepared.scale
@@ -371,14 +354,14 @@ class MtcnnFaceDetector:
             load_net(ONet(), model_dir / FILES[2], device),
         )
 
-    def preprocess(self, item: Image.Image) -> MtcnnInput:
+    def preprocess(self, item: Image.Image) -> ScaledImage:
         return shrink(item, MAX_SIDE)
 
-    def forward(self, batch: Sequence[MtcnnInput]) -> list[FaceCandidates]:
+    def forward(self, batch: Sequence[ScaledImage]) -> list[FaceCandidates]:
         # Each image has its own pyramid, so the cascade runs per image.
-        return [detect_faces(self._nets, p.rgb, self.thresholds, self.device) for p in batch]
+        return [detect_faces(self._nets, p.pixels, self.thresholds, self.device) for p in batch]
 
-    def postprocess(self, raw: FaceCandidates, prepared: MtcnnInput) -> list[Detection]:
+    def postprocess(self, raw: FaceCandidates, prepared: ScaledImage) -> list[Detection]:
         return to_detections(raw, prepared, self.min_score)
 
     def warmup_item(self) -> Image.Image:

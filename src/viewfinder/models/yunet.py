@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 
 import cv2
@@ -11,33 +10,12 @@ import numpy as np
 from numpy.typing import NDArray
 from PIL import Image
 
+from viewfinder.models.scaled import ScaledImage, shrink
 from viewfinder.models.types import Detection
 
 # YuNet is trained at this scale; larger inputs only cost time, so images are shrunk to it.
 MAX_SIDE = 640
 NO_FACES = np.zeros((0, 15), dtype=np.float32)
-
-
-@dataclass(frozen=True)
-class ScaledImage:
-    """A BGR uint8 image, shrunk so its longer side is at most ``MAX_SIDE``, and the factor
-    that maps its pixels back to the caller's image."""
-
-    bgr: NDArray[np.uint8]
-    scale: float
-    width: int
-    height: int
-
-
-def shrink_to_bgr(image: Image.Image, max_side: int) -> ScaledImage:
-    rgb = np.asarray(image if image.mode == "RGB" else image.convert("RGB"))
-    height, width = rgb.shape[:2]
-    scale = min(1.0, max_side / max(height, width))
-    if scale < 1.0:
-        size = (max(1, round(width * scale)), max(1, round(height * scale)))
-        rgb = cv2.resize(rgb, size, interpolation=cv2.INTER_AREA)
-    bgr = np.asarray(cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR), dtype=np.uint8)
-    return ScaledImage(bgr, scale, width, height)
 
 
 def faces_to_detections(faces: NDArray[np.float32], prepared: ScaledImage) -> list[Detection]:
@@ -74,14 +52,14 @@ class YunetFaceDetector:
         )
 
     def preprocess(self, item: Image.Image) -> ScaledImage:
-        return shrink_to_bgr(item, MAX_SIDE)
+        return shrink(item, MAX_SIDE, "bgr")
 
     def forward(self, batch: Sequence[ScaledImage]) -> list[NDArray[np.float32]]:
         results = []
         for prepared in batch:
-            height, width = prepared.bgr.shape[:2]
+            height, width = prepared.pixels.shape[:2]
             self._detector.setInputSize((width, height))
-            _, faces = self._detector.detect(prepared.bgr)
+            _, faces = self._detector.detect(prepared.pixels)
             results.append(NO_FACES if faces is None else np.asarray(faces, dtype=np.float32))
         return results
 
