@@ -22,7 +22,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from viewfinder.db.engine import make_engine, make_session_factory, normalize_url
 from viewfinder.db.migrate import current_revision, head_revision, upgrade
-from viewfinder.db.models import Base
+from viewfinder.db.models import Base, Face
 from viewfinder.testing.pgvector_server import fresh_database
 
 __all__ = [
@@ -39,6 +39,27 @@ __all__ = [
 ]
 
 BACKENDS = ["sqlite", "postgresql"]
+
+
+def face_row(asset_id: int, person_id: int | None = None) -> Face:
+    """A minimal face of an asset, named as ``person_id`` by a user when given."""
+    return Face(
+        asset_id=asset_id,
+        x1=0,
+        y1=0,
+        x2=1,
+        y2=1,
+        landmarks=[],
+        detection_score=1,
+        quality=1,
+        dim=1,
+        embedding=b"\0\0\0\0",
+        thumbnail=b"",
+        person_id=person_id,
+        person_source="manual" if person_id is not None else None,
+    )
+
+
 DEFAULT_POSTGRES_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
 
 

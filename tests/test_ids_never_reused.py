@@ -17,6 +17,7 @@ from sqlalchemy import delete, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from tests.conftest import make_settings
+from tests.db_fixtures import face_row
 from viewfinder.api.app import create_app
 from viewfinder.classifiers.store import LinearClassifier
 from viewfinder.container import Services
@@ -37,22 +38,6 @@ def _asset(n: int) -> Asset:
     )
 
 
-def _face(asset_id: int) -> Face:
-    return Face(
-        asset_id=asset_id,
-        x1=0,
-        y1=0,
-        x2=1,
-        y2=1,
-        landmarks=[],
-        detection_score=1,
-        quality=1,
-        dim=1,
-        embedding=b"\0\0\0\0",
-        thumbnail=b"",
-    )
-
-
 def _rows(s: Session) -> dict[type[Base], Callable[[int], Base]]:
     """A factory of a new row per table with an integer id."""
     holder = _asset(10_000)
@@ -63,7 +48,7 @@ def _rows(s: Session) -> dict[type[Base], Callable[[int], Base]]:
         Person: lambda n: Person(name=f"p{n}", name_key=f"p{n}"),
         Collection: lambda n: Collection(name=f"c{n}"),
         FaceHead: lambda n: FaceHead(version=f"v{n}", weights=b""),
-        Face: lambda n: _face(holder.id),
+        Face: lambda n: face_row(holder.id),
     }
 
 

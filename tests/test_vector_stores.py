@@ -16,9 +16,10 @@ from numpy.typing import NDArray
 from sqlalchemy import Engine, insert
 from sqlalchemy.orm import Session, sessionmaker
 
+from tests.db_fixtures import face_row
 from viewfinder.db import repository as repo
 from viewfinder.db.engine import make_engine, make_session_factory
-from viewfinder.db.models import Asset, AssetTask, Collection, CollectionMember, Face, Person
+from viewfinder.db.models import Asset, AssetTask, Collection, CollectionMember, Person
 from viewfinder.library.filters import SearchFilters, asset_conditions
 from viewfinder.library.stores import VectorStore
 from viewfinder.library.stores.embedded import EmbeddedStore
@@ -96,7 +97,7 @@ def _load(sessions: sessionmaker[Session]) -> Library:
         for asset_id in range(1, N + 1, 5):  # every 5th asset has person 1, every 15th also 2
             people[asset_id] = {1} | ({2} if asset_id % 3 == 1 else set())
             for person in people[asset_id]:
-                s.add(_face(asset_id, person))
+                s.add(face_row(asset_id, person))
         members = {int(i) for i in rng.choice(np.arange(1, N + 1), 120, replace=False)}
         s.execute(insert(CollectionMember), [{"collection_id": 1, "asset_id": i} for i in members])
     return Library(
@@ -108,24 +109,6 @@ def _load(sessions: sessionmaker[Session]) -> Library:
         captured,
         people,
         members,
-    )
-
-
-def _face(asset_id: int, person: int) -> Face:
-    return Face(
-        asset_id=asset_id,
-        x1=0,
-        y1=0,
-        x2=1,
-        y2=1,
-        landmarks=[],
-        detection_score=1,
-        quality=1,
-        dim=1,
-        embedding=b"\0\0\0\0",
-        thumbnail=b"",
-        person_id=person,
-        person_source="manual",
     )
 
 
