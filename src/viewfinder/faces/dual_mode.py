@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
+from typing import get_args
 
 import numpy as np
 from numpy.typing import NDArray
@@ -18,12 +19,49 @@ from sqlalchemy.orm import Session, sessionmaker
 from viewfinder.db import faces as faces_repo
 from viewfinder.db import people as repo
 from viewfinder.db.people import AUTO, MANUAL
+from viewfinder.errors import InvalidInputError
 from viewfinder.faces.clustering import ClusterMethod, cluster_faces, stable_cluster_ids
 from viewfinder.faces.matching import PersonPrototypes, match_faces
+from viewfinder.settings import Settings
 
 log = logging.getLogger(__name__)
 
 Space = Callable[[NDArray[np.float32]], tuple[NDArray[np.float32], str | None]]
+
+
+@dataclass(frozen=True)
+class DualOptions:
+    """One run's parameters; a job stores them as its params (``asdict``)."""
+
+    person_threshold: float
+    method: ClusterMethod
+    min_cluster_size: int
+    max_faces: int | None = None
+    cluster_unknown: bool = True  # False: only match faces to known people ("assign")
+
+    @classmethod
+    def from_settings(
+        cls,
+        settings: Settings,
+        person_threshold: float | None = None,
+        method: str | None = None,
+        min_cluster_size: int | None = None,
+        max_faces: int | None = None,
+        cluster_unknown: bool = True,
+    ) -> DualOptions:
+        """What the request or command gave, the configured value for the rest."""
+        chosen = method or settings.face_unknown_clustering_method
+        if chosen not in get_args(ClusterMethod):
+            raise InvalidInputError(
+                f"unknown clustering method {chosen!r}; use one of {list(get_args(ClusterMethod))}"
+            )
+        return cls(
+            settings.face_person_match_threshold if person_threshold is None else person_threshold,
+            chosen,  # type: ignore[arg-type]  # checked against ClusterMethod above
+            min_cluster_size or settings.face_unknown_min_cluster_size,
+            max_faces,
+            cluster_unknown,
+        )
 
 
 @dataclass(frozen=True)
@@ -37,15 +75,14 @@ class DualReport:
     head_version: str | None
 
 
-def cluster_dual(
-    sessions: sessionmaker[Session],
-    space: Space,
-    person_threshold: float,
-    method: ClusterMethod,
-    min_cluster_size: int,
-    max_faces: int | None = None,
-    cluster_unknown: bool = True,
-) -> DualReport:
+def cluster_dual(sessions: sessionmaker[Session], space: Space, options: DualOptions) -> DualReport:
+    person_threshold, method, min_cluster_size, max_faces, cluster_unknown = (
+        options.person_threshold,
+        options.method,
+        options.min_cluster_size,
+        options.max_faces,
+        options.cluster_unknown,
+    )
     with sessions() as s:
         ids, assets, raw = faces_repo.face_embeddings(s)
         info = repo.face_states(s)

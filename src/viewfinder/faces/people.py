@@ -15,8 +15,7 @@ from viewfinder.db import people as repo
 from viewfinder.db.models import Asset, Face, Person
 from viewfinder.db.people import MANUAL
 from viewfinder.errors import ConflictError, InvalidInputError, NotFoundError
-from viewfinder.faces.clustering import ClusterMethod
-from viewfinder.faces.dual_mode import DualReport, cluster_dual
+from viewfinder.faces.dual_mode import DualOptions, DualReport, cluster_dual
 from viewfinder.faces.heads import FaceHeads, TrainReport
 
 MAX_NAME = 200
@@ -179,23 +178,8 @@ class PeopleService:
 
     # --- automatic runs -----------------------------------------------------------------------
 
-    def cluster_dual(
-        self,
-        person_threshold: float,
-        method: ClusterMethod,
-        min_cluster_size: int,
-        max_faces: int | None = None,
-        cluster_unknown: bool = True,
-    ) -> DualReport:
-        return cluster_dual(
-            self._sessions,
-            self.heads.space,
-            person_threshold,
-            method,
-            min_cluster_size,
-            max_faces,
-            cluster_unknown,
-        )
+    def cluster_dual(self, options: DualOptions) -> DualReport:
+        return cluster_dual(self._sessions, self.heads.space, options)
 
     def check_trainable(self) -> None:
         self.heads.check_trainable()

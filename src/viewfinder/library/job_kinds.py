@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from viewfinder.db import repository as repo
+from viewfinder.faces.dual_mode import DualOptions
 from viewfinder.library.ingest import FolderReport
 from viewfinder.library.jobs import JobHandler, Progress
 from viewfinder.library.processing import EMBED_TASK
@@ -58,10 +59,10 @@ def train_classifiers(lib: Library, params: dict[str, Any], _: Progress) -> dict
 
 
 def faces_cluster_dual(lib: Library, params: dict[str, Any], _: Progress) -> dict[str, Any]:
-    """Match faces to known people and cluster the rest; params are ``cluster_dual``'s keyword
-    arguments. Run again, it recomputes the assignment from the stored faces (which it writes in
-    one transaction at its end)."""
-    return asdict(lib.people.cluster_dual(**params))
+    """Match faces to known people and cluster the rest; params are a ``DualOptions``. Run
+    again, it recomputes the assignment from the stored faces (which it writes in one
+    transaction at its end)."""
+    return asdict(lib.people.cluster_dual(DualOptions(**params)))
 
 
 def faces_train(lib: Library, params: dict[str, Any], _: Progress) -> dict[str, Any]:

@@ -16,6 +16,7 @@ from viewfinder.api.params import DbInt, DbText
 from viewfinder.api.routes.faces import FaceOut
 from viewfinder.api.schemas_library import AssetOut, JobAcceptedOut, JobOut
 from viewfinder.db.models import Person
+from viewfinder.faces.dual_mode import DualOptions
 from viewfinder.library.library import Library
 
 router = APIRouter(
@@ -114,20 +115,18 @@ def label_cluster(cluster_id: DbText, body: LabelIn, lib: LibraryDep) -> dict[st
 @router.post("/faces/cluster/dual", responses={202: QUEUED, **error_responses(400, 413)})
 def cluster_dual(body: DualIn, lib: LibraryDep, response: Response) -> dict[str, Any]:
     """Match faces to known people, cluster the rest; ``queue`` runs it as a background job."""
-    settings = lib.settings
-    kwargs: dict[str, Any] = {
-        "person_threshold": body.person_threshold
-        if body.person_threshold is not None
-        else settings.face_person_match_threshold,
-        "method": body.unknown_method or settings.face_unknown_clustering_method,
-        "min_cluster_size": body.min_cluster_size or settings.face_unknown_min_cluster_size,
-        "max_faces": body.max_faces,
-    }
+    options = DualOptions.from_settings(
+        lib.settings,
+        body.person_threshold,
+        body.unknown_method,
+        body.min_cluster_size,
+        body.max_faces,
+    )
     if body.queue:
-        job = lib.jobs.submit("faces_cluster_dual", kwargs)
+        job = lib.jobs.submit("faces_cluster_dual", asdict(options))
         response.status_code = status.HTTP_202_ACCEPTED
         return {"job_id": job.id, "job": JobOut.of(job).model_dump(mode="json")}
-    return asdict(lib.people.cluster_dual(**kwargs))
+    return asdict(lib.people.cluster_dual(options))
 
 
 @router.post("/faces/train", responses={202: QUEUED, **error_responses(400, 413)})
