@@ -18,6 +18,7 @@ from viewfinder.classifiers.store import ClassifierStore
 from viewfinder.classifiers.training import (
     CollectionReport,
     TrainingSet,
+    read_report,
     save_report,
     train_collection,
 )
@@ -51,6 +52,11 @@ class ClassifierTrainer:
         reports = [train_collection(self._store, data, seed=self._seed) for data in sets]
         save_report(self._store, reports)
         return reports
+
+    def report(self) -> Any:
+        """The report of the last training run (per collection: size, precision, recall,
+        version); NotFoundError before the first."""
+        return read_report(self._store)
 
     def train_from(
         self, source: str | None = None, collection_ids: Sequence[int] | None = None

@@ -5,15 +5,18 @@ the best promoted in ``best_models.json``, and only the top versions kept."""
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
+from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
 
 from viewfinder.classifiers.store import ClassifierStore, LinearClassifier
+from viewfinder.errors import NotFoundError
 
 log = logging.getLogger(__name__)
 
@@ -137,6 +140,14 @@ def train_collection(
         recall=best[3],
         versions_kept=min(len(ranked), keep),
     )
+
+
+def read_report(store: ClassifierStore) -> Any:
+    """The report of the last training run; NotFoundError before the first."""
+    path = store.directory / REPORT_FILE
+    if not path.is_file():
+        raise NotFoundError("no classifier has been trained yet")
+    return json.loads(path.read_text("utf-8"))
 
 
 def save_report(store: ClassifierStore, reports: list[CollectionReport]) -> None:

@@ -2,25 +2,19 @@
 
 from __future__ import annotations
 
-import json
 from dataclasses import asdict
 from datetime import datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query, Request, Response, status
 from pydantic import BaseModel, Field, field_validator
-from sqlalchemy.exc import IntegrityError
 
-from viewfinder.api.deps import library, services
+from viewfinder.api.deps import library
 from viewfinder.api.errors import ACCESS_STATUSES, error_responses
 from viewfinder.api.params import DbInt, DbText
 from viewfinder.api.schemas_library import AssetOut, JobOut
 from viewfinder.api.server_folders import allowed_server_folder
-from viewfinder.classifiers.training import REPORT_FILE
-from viewfinder.container import Services
-from viewfinder.db import collections as repo
-from viewfinder.db.models import Collection
-from viewfinder.errors import ConflictError, NotFoundError
+from viewfinder.library.collections import CollectionView
 from viewfinder.library.library import Library
 
 router = APIRouter(
@@ -29,7 +23,6 @@ router = APIRouter(
     responses=error_responses(*ACCESS_STATUSES, 503),
 )
 LibraryDep = Annotated[Library, Depends(library)]
-ServicesDep = Annotated[Services, Depends(services)]
 
 
 class CollectionIn(BaseModel):
@@ -76,8 +69,8 @@ class TrainIn(BaseModel):
     queue: bool = Field(True, description="Run as a background job (true) or inline (false).")
 
 
-def _out(svc: Services, collection: Collection, size: int) -> CollectionOut:
-    promoted = svc.classifiers.get(collection.id)
+def _out(view: CollectionView) -> CollectionOut:
+    promoted = view.classifier
     classifier = None
     if promoted is not None:
         classifier = ClassifierOut(
@@ -86,21 +79,13 @@ def _out(svc: Services, collection: Collection, size: int) -> CollectionOut:
             recall=promoted.metrics.get("recall"),
         )
     return CollectionOut(
-        id=collection.id,
-        name=collection.name,
-        description=collection.description,
-        size=size,
-        created_at=collection.created_at,
+        id=view.collection.id,
+        name=view.collection.name,
+        description=view.collection.description,
+        size=view.size,
+        created_at=view.collection.created_at,
         classifier=classifier,
     )
-
-
-def _collection(lib: Library, collection_id: int) -> tuple[Collection, int]:
-    with lib.sessions() as session:
-        collection = repo.get_collection(session, collection_id)
-        if collection is None:
-            raise NotFoundError(f"collection {collection_id} does not exist")
-        return collection, repo.member_count(session, collection_id)
 
 
 @router.post(
@@ -109,28 +94,20 @@ def _collection(lib: Library, collection_id: int) -> tuple[Collection, int]:
     response_model=CollectionOut,
     responses=error_responses(400, 409, 413),
 )
-def create_collection(body: CollectionIn, svc: ServicesDep) -> CollectionOut:
-    lib = svc.require_library()
-    try:
-        with lib.sessions.begin() as session:
-            collection = repo.create_collection(session, body.name, body.description)
-    except IntegrityError:
-        raise ConflictError(f"a collection named {body.name!r} already exists") from None
-    return _out(svc, collection, 0)
+def create_collection(body: CollectionIn, lib: LibraryDep) -> CollectionOut:
+    return _out(lib.collections.create(body.name, body.description))
 
 
 @router.get("/collections", response_model=list[CollectionOut])
-def list_collections(svc: ServicesDep) -> list[CollectionOut]:
-    lib = svc.require_library()
-    with lib.sessions() as session:
-        return [_out(svc, c, n) for c, n in repo.list_collections(session)]
+def list_collections(lib: LibraryDep) -> list[CollectionOut]:
+    return [_out(view) for view in lib.collections.all()]
 
 
 @router.get(
     "/collections/{collection_id}", response_model=CollectionOut, responses=error_responses(404)
 )
-def get_collection(collection_id: DbInt, svc: ServicesDep) -> CollectionOut:
-    return _out(svc, *_collection(svc.require_library(), collection_id))
+def get_collection(collection_id: DbInt, lib: LibraryDep) -> CollectionOut:
+    return _out(lib.collections.get(collection_id))
 
 
 @router.delete(
@@ -155,31 +132,21 @@ def collection_assets(
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
     offset: Annotated[DbInt, Query(ge=0)] = 0,
 ) -> list[AssetOut]:
-    _collection(lib, collection_id)
-    with lib.sessions() as session:
-        return [
-            AssetOut.of(a, request) for a in repo.members(session, collection_id, limit, offset)
-        ]
+    members = lib.collections.members(collection_id, limit, offset)
+    return [AssetOut.of(a, request) for a in members]
 
 
 @router.post("/collections/{collection_id}/assets", responses=error_responses(400, 404, 413))
 def add_assets(collection_id: DbInt, body: AssetIdsIn, lib: LibraryDep) -> dict[str, int]:
     """Add assets to the collection (already-present ones are ignored)."""
-    _collection(lib, collection_id)
-    with lib.sessions.begin() as session:
-        unknown = sorted(set(body.asset_ids) - repo.existing_asset_ids(session, body.asset_ids))
-        if unknown:
-            raise NotFoundError(f"assets {unknown[:20]} do not exist")
-        added = repo.add_members(session, collection_id, body.asset_ids)
-    return {"added": added, "size": _collection(lib, collection_id)[1]}
+    added, size = lib.collections.add(collection_id, body.asset_ids)
+    return {"added": added, "size": size}
 
 
 @router.post("/collections/{collection_id}/assets/remove", responses=error_responses(400, 404, 413))
 def remove_assets(collection_id: DbInt, body: AssetIdsIn, lib: LibraryDep) -> dict[str, int]:
-    _collection(lib, collection_id)
-    with lib.sessions.begin() as session:
-        removed = repo.remove_members(session, collection_id, body.asset_ids)
-    return {"removed": removed, "size": _collection(lib, collection_id)[1]}
+    removed, size = lib.collections.remove(collection_id, body.asset_ids)
+    return {"removed": removed, "size": size}
 
 
 @router.delete(
@@ -188,10 +155,7 @@ def remove_assets(collection_id: DbInt, body: AssetIdsIn, lib: LibraryDep) -> di
     responses=error_responses(404),
 )
 def remove_asset(collection_id: DbInt, asset_id: DbInt, lib: LibraryDep) -> Response:
-    _collection(lib, collection_id)
-    with lib.sessions.begin() as session:
-        if not repo.remove_members(session, collection_id, [asset_id]):
-            raise NotFoundError(f"asset {asset_id} is not in collection {collection_id}")
+    lib.collections.remove(collection_id, [asset_id], must_exist=True)
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 
@@ -221,9 +185,6 @@ def train_classifiers(body: TrainIn, lib: LibraryDep, response: Response) -> dic
 
 
 @router.get("/classifiers/report", responses=error_responses(404))
-def training_report(svc: ServicesDep) -> Any:
+def training_report(lib: LibraryDep) -> Any:
     """The report of the last training run (per collection: size, precision, recall, version)."""
-    path = svc.classifiers.directory / REPORT_FILE
-    if not path.is_file():
-        raise NotFoundError("no classifier has been trained yet")
-    return json.loads(path.read_text("utf-8"))
+    return lib.trainer.report()
