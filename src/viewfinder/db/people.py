@@ -40,6 +40,11 @@ def persons_with_face_counts(s: Session, include_hidden: bool) -> list[tuple[Per
     return [(p, int(n)) for p, n in s.execute(stmt)]
 
 
+def face_count(s: Session, person_id: int) -> int:
+    stmt = select(func.count()).select_from(Face).where(Face.person_id == person_id)
+    return int(s.scalar(stmt) or 0)
+
+
 def forget_person(s: Session, person: Person) -> None:
     """Delete a person; their faces become unknown again, as if never named."""
     s.execute(

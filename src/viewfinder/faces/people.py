@@ -12,6 +12,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from viewfinder.db import faces as faces_repo
 from viewfinder.db import people as repo
+from viewfinder.db import repository as asset_repo
 from viewfinder.db.models import Asset, Face, Person
 from viewfinder.db.people import MANUAL
 from viewfinder.errors import ConflictError, InvalidInputError, NotFoundError
@@ -60,13 +61,21 @@ class PeopleService:
         with self._sessions() as s:
             return repo.persons_with_face_counts(s, include_hidden)
 
+    def person(self, person_id: int) -> tuple[Person, int]:
+        """A person and how many faces are theirs."""
+        with self._sessions() as s:
+            return self.get_person(s, person_id), repo.face_count(s, person_id)
+
     def get_person(self, s: Session, person_id: int) -> Person:
         person = s.get(Person, person_id)
         if person is None:
             raise NotFoundError(f"person {person_id} does not exist")
         return person
 
-    def update_person(self, person_id: int, name: str | None, hidden: bool | None) -> Person:
+    def update_person(
+        self, person_id: int, name: str | None, hidden: bool | None
+    ) -> tuple[Person, int]:
+        """Rename and/or hide; the person and their face count."""
         try:
             with self._sessions.begin() as s:
                 person = self.get_person(s, person_id)
@@ -76,7 +85,7 @@ class PeopleService:
                 if hidden is not None:
                     person.hidden = hidden
                 s.flush()
-                return person
+                return person, repo.face_count(s, person_id)
         except IntegrityError:
             raise ConflictError(f"a person named {name!r} already exists") from None
 
@@ -84,7 +93,7 @@ class PeopleService:
         with self._sessions.begin() as s:
             repo.forget_person(s, self.get_person(s, person_id))
 
-    def merge(self, source_id: int, target_id: int) -> Person:
+    def merge(self, source_id: int, target_id: int) -> tuple[Person, int]:
         """Move every face of ``source`` to ``target`` and delete ``source``. Refused (409) when
         a photo holds faces of both: one photo cannot show the same person twice."""
         if source_id == target_id:
@@ -99,7 +108,8 @@ class PeopleService:
                 )
             repo.move_faces(s, source_id, target_id)
             s.delete(source)
-            return target
+            s.flush()
+            return target, repo.face_count(s, target_id)
 
     def person_photos(self, person_id: int, limit: int, offset: int) -> list[Asset]:
         with self._sessions() as s:
@@ -169,6 +179,41 @@ class PeopleService:
         for cluster_id, face_id in rows:
             grouped.setdefault(cluster_id, []).append(face_id)
         return sorted(grouped.items(), key=lambda item: (-len(item[1]), item[0]))
+
+    # --- faces --------------------------------------------------------------------------------
+
+    def faces(
+        self,
+        limit: int,
+        offset: int,
+        person_id: int | None = None,
+        cluster_id: str | None = None,
+        unassigned: bool | None = None,
+    ) -> tuple[list[Face], int]:
+        """A page of faces matching the filters, and how many match in all."""
+        with self._sessions() as s:
+            page = faces_repo.list_faces(
+                s,
+                limit=limit,
+                offset=offset,
+                person_id=person_id,
+                cluster_id=cluster_id,
+                unassigned=unassigned,
+            )
+            total = faces_repo.count_faces(
+                s, person_id=person_id, cluster_id=cluster_id, unassigned=unassigned
+            )
+            return page, total
+
+    def face(self, face_id: int) -> Face:
+        with self._sessions() as s:
+            return self._face(s, face_id)
+
+    def faces_of_asset(self, asset_id: int) -> list[Face]:
+        with self._sessions() as s:
+            if asset_repo.get_asset(s, asset_id) is None:
+                raise NotFoundError(f"asset {asset_id} does not exist")
+            return faces_repo.faces_of_asset(s, asset_id)
 
     def _face(self, s: Session, face_id: int) -> Face:
         face = faces_repo.get_face(s, face_id)

@@ -13,10 +13,7 @@ from viewfinder.api.deps import library
 from viewfinder.api.errors import ACCESS_STATUSES, error_responses
 from viewfinder.api.params import DbInt, DbText
 from viewfinder.api.responses import image_file
-from viewfinder.db import faces as face_repo
-from viewfinder.db import repository as repo
 from viewfinder.db.models import Face
-from viewfinder.errors import NotFoundError
 from viewfinder.library.library import Library
 
 router = APIRouter(
@@ -81,18 +78,7 @@ def list_faces(
         bool | None, Query(description="true: faces of no person; false: of some person.")
     ] = None,
 ) -> FacePage:
-    with lib.sessions() as session:
-        faces = face_repo.list_faces(
-            session,
-            limit=limit,
-            offset=offset,
-            person_id=person_id,
-            cluster_id=cluster_id,
-            unassigned=unassigned,
-        )
-        total = face_repo.count_faces(
-            session, person_id=person_id, cluster_id=cluster_id, unassigned=unassigned
-        )
+    faces, total = lib.people.faces(limit, offset, person_id, cluster_id, unassigned)
     return FacePage(
         items=[FaceOut.of(f, request) for f in faces], total=total, limit=limit, offset=offset
     )
@@ -100,11 +86,7 @@ def list_faces(
 
 @router.get("/faces/{face_id}", response_model=FaceOut, responses=error_responses(404))
 def get_face(face_id: DbInt, request: Request, lib: LibraryDep) -> FaceOut:
-    with lib.sessions() as session:
-        face = face_repo.get_face(session, face_id)
-    if face is None:
-        raise NotFoundError(f"face {face_id} does not exist")
-    return FaceOut.of(face, request)
+    return FaceOut.of(lib.people.face(face_id), request)
 
 
 @router.get(
@@ -114,10 +96,7 @@ def get_face(face_id: DbInt, request: Request, lib: LibraryDep) -> FaceOut:
 )
 def face_thumbnail(face_id: DbInt, lib: LibraryDep) -> Response:
     """The face aligned as the recogniser saw it (112 x 112 JPEG)."""
-    with lib.sessions() as session:
-        face = face_repo.get_face(session, face_id)
-    if face is None:
-        raise NotFoundError(f"face {face_id} does not exist")
+    face = lib.people.face(face_id)
     # Private: a face crop identifies a person, so no shared caches.
     return Response(
         face.thumbnail, media_type="image/jpeg", headers={"Cache-Control": "private, max-age=3600"}
@@ -128,8 +107,4 @@ def face_thumbnail(face_id: DbInt, lib: LibraryDep) -> Response:
     "/assets/{asset_id}/faces", response_model=list[FaceOut], responses=error_responses(404)
 )
 def asset_faces(asset_id: DbInt, request: Request, lib: LibraryDep) -> list[FaceOut]:
-    with lib.sessions() as session:
-        if repo.get_asset(session, asset_id) is None:
-            raise NotFoundError(f"asset {asset_id} does not exist")
-        faces = face_repo.faces_of_asset(session, asset_id)
-    return [FaceOut.of(f, request) for f in faces]
+    return [FaceOut.of(f, request) for f in lib.people.faces_of_asset(asset_id)]

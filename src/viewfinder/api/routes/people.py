@@ -87,10 +87,6 @@ class TrainIn(BaseModel):
     queue: bool = False
 
 
-def _counts(lib: Library, person_id: int) -> int:
-    return next((n for p, n in lib.people.list_persons() if p.id == person_id), 0)
-
-
 # --- unknown clusters -----------------------------------------------------------------------------
 
 
@@ -184,9 +180,7 @@ def create_person(body: PersonIn, lib: LibraryDep) -> PersonOut:
 
 @router.get("/persons/{person_id}", response_model=PersonOut, responses=error_responses(404))
 def get_person(person_id: DbInt, lib: LibraryDep) -> PersonOut:
-    with lib.sessions() as s:
-        person = lib.people.get_person(s, person_id)
-    return PersonOut.of(person, _counts(lib, person_id))
+    return PersonOut.of(*lib.people.person(person_id))
 
 
 @router.patch(
@@ -196,8 +190,7 @@ def get_person(person_id: DbInt, lib: LibraryDep) -> PersonOut:
 )
 def update_person(person_id: DbInt, body: PersonPatch, lib: LibraryDep) -> PersonOut:
     """Rename and/or hide a person."""
-    person = lib.people.update_person(person_id, body.name, body.hidden)
-    return PersonOut.of(person, _counts(lib, person_id))
+    return PersonOut.of(*lib.people.update_person(person_id, body.name, body.hidden))
 
 
 @router.delete(
@@ -217,8 +210,7 @@ def delete_person(person_id: DbInt, lib: LibraryDep) -> Response:
 )
 def merge(person_id: DbInt, body: MergeIn, lib: LibraryDep) -> PersonOut:
     """Move this person's faces to ``into`` and remove this person."""
-    person = lib.people.merge(person_id, body.into)
-    return PersonOut.of(person, _counts(lib, person.id))
+    return PersonOut.of(*lib.people.merge(person_id, body.into))
 
 
 @router.get(
