@@ -39,7 +39,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from viewfinder.db import repository as repo
 from viewfinder.db.models import Job, utcnow
-from viewfinder.errors import ViewfinderError
+from viewfinder.errors import NotFoundError, ViewfinderError
 
 log = logging.getLogger(__name__)
 
@@ -114,6 +114,18 @@ class JobRunner(Generic[C]):
             job = repo.create_job(session, kind, params)
         self._wake.set()
         return job
+
+    def get(self, job_id: str) -> Job:
+        with self._sessions() as session:
+            job = repo.get_job(session, job_id)
+        if job is None:
+            raise NotFoundError(f"job {job_id} does not exist")
+        return job
+
+    def recent(self, kind: str | None = None) -> list[Job]:
+        """The latest jobs (of ``kind``), newest first."""
+        with self._sessions() as session:
+            return repo.list_jobs(session, kind=kind)
 
     # --- running ------------------------------------------------------------------------------
 

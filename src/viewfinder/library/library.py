@@ -22,6 +22,7 @@ from viewfinder.errors import InvalidInputError
 from viewfinder.faces.indexing import FaceProcessor, FaceThresholds
 from viewfinder.faces.people import PeopleService
 from viewfinder.imaging.fetch import FetchPolicy
+from viewfinder.library.assets import AssetService
 from viewfinder.library.bucket_import import BucketImporter
 from viewfinder.library.clusters import ClusterService
 from viewfinder.library.collections import CollectionService
@@ -84,6 +85,7 @@ class Library:
     originals: Originals  # where each original is read: the blob store, or a bucket in place
     buckets: BucketImporter  # indexing s3://bucket/prefix in place
     collections: CollectionService
+    assets: AssetService
 
     @classmethod
     def open(cls, settings: Settings, pool: ModelPool, classifiers: ClassifierStore) -> Library:
@@ -145,6 +147,7 @@ class Library:
             originals,
             BucketImporter(sessions, ingest, objects, settings.max_download_bytes),
             CollectionService(sessions, classifiers),
+            AssetService(sessions, blobs, originals),
         )
 
     def __post_init__(self) -> None:

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from datetime import datetime
-from functools import partial
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, File, Form, Query, Request, Response, UploadFile, status
@@ -32,14 +30,13 @@ from viewfinder.api.schemas_library import (
 from viewfinder.api.server_folders import allowed_bucket, allowed_server_folder
 from viewfinder.api.uploads import read_upload
 from viewfinder.container import Services
-from viewfinder.db import repository as repo
-from viewfinder.errors import InvalidInputError, NotFoundError
+from viewfinder.errors import InvalidInputError
+from viewfinder.library.assets import AssetView, FileKind
 from viewfinder.library.filters import SearchFilters
 from viewfinder.library.ingest import clean_folder
 from viewfinder.library.library import Library
 from viewfinder.library.processing import EMBED_TASK
 from viewfinder.library.search import SearchHit
-from viewfinder.storage.blobs import preview_key, thumbnail_key
 from viewfinder.storage.s3_source import is_s3_url
 
 router = APIRouter(
@@ -51,14 +48,8 @@ ServicesDep = Annotated[Services, Depends(services)]
 MAX_FILES_PER_UPLOAD = 100
 
 
-def _asset_out(lib: Library, request: Request, asset_id: int) -> AssetOut:
-    with lib.sessions() as session:
-        asset = repo.get_asset(session, asset_id)
-        if asset is None:
-            raise NotFoundError(f"asset {asset_id} does not exist")
-        task = repo.task_state(session, asset_id, EMBED_TASK)
-    processing = {EMBED_TASK: task.state} if task is not None else {}
-    return AssetOut.of(asset, request, processing)
+def _asset_out(view: AssetView, request: Request) -> AssetOut:
+    return AssetOut.of(view.asset, request, view.processing)
 
 
 # --- ingest ------------------------------------------------------------------------------------
@@ -84,9 +75,10 @@ async def upload_assets(
         (f.filename or "upload", await read_upload(f, svc.settings.max_upload_bytes)) for f in files
     ]
     results = await run_in_threadpool(lib.ingest.ingest_many, payloads, folder)
+    views = await run_in_threadpool(lib.assets.views, [r.asset.id for r in results])
     return [
-        IngestedOut(asset=_asset_out(lib, request, result.asset.id), created=result.created)
-        for result in results
+        IngestedOut(asset=_asset_out(view, request), created=result.created)
+        for view, result in zip(views, results, strict=True)
     ]
 
 
@@ -99,7 +91,9 @@ async def upload_assets(
 def ingest_url(body: UrlIngestIn, request: Request, lib: LibraryDep) -> IngestedOut:
     """Download an image (public addresses only, as for analysis) and store it."""
     result = lib.ingest.ingest_url(body.url, body.folder)
-    return IngestedOut(asset=_asset_out(lib, request, result.asset.id), created=result.created)
+    return IngestedOut(
+        asset=_asset_out(lib.assets.get(result.asset.id), request), created=result.created
+    )
 
 
 @router.post(
@@ -146,15 +140,14 @@ def list_assets(
     captured_from: datetime | None = None,
     captured_to: datetime | None = None,
 ) -> AssetPage:
-    filters = {
-        "folder": clean_folder(folder) if folder is not None else None,
-        "include_subfolders": include_subfolders,
-        "captured_from": captured_from,
-        "captured_to": captured_to,
-    }
-    with lib.sessions() as session:
-        assets = repo.list_assets(session, limit=limit, offset=offset, **filters)  # type: ignore[arg-type]
-        total = repo.count_assets(session, **filters)  # type: ignore[arg-type]
+    assets, total = lib.assets.page(
+        limit,
+        offset,
+        clean_folder(folder) if folder is not None else None,
+        include_subfolders,
+        captured_from,
+        captured_to,
+    )
     return AssetPage(
         items=[AssetOut.of(a, request) for a in assets], total=total, limit=limit, offset=offset
     )
@@ -162,7 +155,7 @@ def list_assets(
 
 @router.get("/assets/{asset_id}", response_model=AssetOut, responses=error_responses(404))
 def get_asset(asset_id: DbInt, request: Request, lib: LibraryDep) -> AssetOut:
-    return _asset_out(lib, request, asset_id)
+    return _asset_out(lib.assets.get(asset_id), request)
 
 
 @router.delete(
@@ -175,33 +168,15 @@ def delete_asset(asset_id: DbInt, lib: LibraryDep) -> Response:
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 
-def _file(lib: Library, asset_id: int, which: str) -> Response:
+def _file(lib: Library, asset_id: int, which: FileKind) -> Response:
     """The stored bytes: streamed from disk for the local store, read whole from S3."""
-    with lib.sessions() as session:
-        asset = repo.get_asset(session, asset_id)
-    if asset is None:
-        raise NotFoundError(f"asset {asset_id} does not exist")
-    read: Callable[[], bytes]
-    if which == "file":  # from the blob store, or from the bucket it was indexed in place from
-        path = lib.originals.local_path(asset.sha256, asset.original_uri)
-        read = partial(lib.originals.read, asset.sha256, asset.original_uri)
-    else:
-        key = thumbnail_key(asset.sha256) if which == "thumbnail" else preview_key(asset.sha256)
-        path = lib.blobs.local_path(key)
-        read = partial(lib.blobs.get, key)
-    media = asset.content_type if which == "file" else "image/jpeg"
-    # Immutable even in place: a bucket object is served only while it hashes to the asset.
+    stored = lib.assets.stored_file(asset_id, which)
+    # Immutable even in place: a bucket object is served only while it hashes to the asset, and
+    # an asset id is never given to another image.
     headers = {"Cache-Control": "public, max-age=31536000, immutable"}
-    missing = f"the {which} of asset {asset_id} is missing from storage"
-    if path is not None:
-        if not path.is_file():
-            raise NotFoundError(missing)
-        return FileResponse(path, media_type=media, headers=headers)
-    try:
-        data = read()
-    except NotFoundError:
-        raise NotFoundError(missing) from None
-    return Response(data, media_type=media, headers=headers)
+    if stored.path is not None:
+        return FileResponse(stored.path, media_type=stored.media_type, headers=headers)
+    return Response(stored.read(), media_type=stored.media_type, headers=headers)
 
 
 @router.get("/assets/{asset_id}/file", name="asset_file", **image_file("The original file."))
@@ -233,24 +208,18 @@ def asset_preview(asset_id: DbInt, lib: LibraryDep) -> Response:
 @router.get("/jobs/processing", response_model=ProcessingOut)
 def processing_state(lib: LibraryDep) -> ProcessingOut:
     """How many assets are pending, running, done or failed embedding, and how many are indexed."""
-    with lib.sessions() as session:
-        counts = repo.task_counts(session, EMBED_TASK)
+    counts = lib.assets.processing_counts(EMBED_TASK)
     return ProcessingOut(kind=EMBED_TASK, counts=counts, indexed=lib.index.count())
 
 
 @router.get("/jobs", response_model=list[JobOut])
 def list_jobs(lib: LibraryDep, kind: DbText | None = None) -> list[JobOut]:
-    with lib.sessions() as session:
-        return [JobOut.of(j) for j in repo.list_jobs(session, kind=kind)]
+    return [JobOut.of(j) for j in lib.jobs.recent(kind)]
 
 
 @router.get("/jobs/{job_id}", response_model=JobOut, responses=error_responses(404))
 def get_job(job_id: DbText, lib: LibraryDep) -> JobOut:
-    with lib.sessions() as session:
-        job = repo.get_job(session, job_id)
-    if job is None:
-        raise NotFoundError(f"job {job_id} does not exist")
-    return JobOut.of(job)
+    return JobOut.of(lib.jobs.get(job_id))
 
 
 # --- search ------------------------------------------------------------------------------------

@@ -13,7 +13,6 @@ from starlette.concurrency import run_in_threadpool
 from viewfinder.api.deps import library, services
 from viewfinder.api.errors import ACCESS_STATUSES, error_responses
 from viewfinder.api.uploads import read_upload
-from viewfinder.db import repository as repo
 from viewfinder.library.filters import SearchFilters
 from viewfinder.library.folders import detect_folder
 from viewfinder.library.ingest import clean_folder
@@ -59,8 +58,7 @@ def search_text(body: TextSearchIn, request: Request) -> list[Seed002Hit]:
     lib = library(request)
     folder = clean_folder(body.folder) if body.folder else None
     if folder is None:
-        with lib.sessions() as session:
-            folder = detect_folder(body.query, repo.folders(session))
+        folder = detect_folder(body.query, lib.assets.folders())
     vector = lib.search.text_vector(body.query)
     hits = lib.search.search(vector, k=body.k, filters=SearchFilters(folder=folder))
     return _render(lib, request, hits)

@@ -14,7 +14,6 @@ from viewfinder.api.deps import library, services
 from viewfinder.api.errors import ACCESS_STATUSES, error_responses
 from viewfinder.api.params import DbInt
 from viewfinder.api.uploads import read_upload
-from viewfinder.db import repository as repo
 from viewfinder.db.models import Asset
 from viewfinder.errors import OverloadedError
 from viewfinder.library.library import Library
@@ -87,13 +86,12 @@ def list_images(
     """Every stored image, oldest first, as the seed lists them; ``limit`` / ``offset`` page."""
     lib = library(request)
     assets: list[Asset] = []
-    with lib.sessions() as session:
-        while limit is None or len(assets) < limit:
-            want = LIST_PAGE if limit is None else min(LIST_PAGE, limit - len(assets))
-            page = repo.list_assets(session, limit=want, offset=offset + len(assets))
-            assets.extend(page)
-            if len(page) < want:
-                break
+    while limit is None or len(assets) < limit:
+        want = LIST_PAGE if limit is None else min(LIST_PAGE, limit - len(assets))
+        page, _ = lib.assets.page(want, offset + len(assets))
+        assets.extend(page)
+        if len(page) < want:
+            break
     return [_image(lib, request, a) for a in assets]
 
 
