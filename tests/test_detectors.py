@@ -15,9 +15,9 @@ import pytest
 from numpy.typing import NDArray
 from PIL import Image, ImageOps
 
-from viewfinder.models.base import BatchModel
 from viewfinder.models.nms import iou, nms
 from viewfinder.models.types import Detection
+from viewfinder.runtime.batch_model import BatchModel
 from viewfinder.runtime.batcher import BatchPolicy
 from viewfinder.runtime.pool import ModelPool
 

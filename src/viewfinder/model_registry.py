@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from viewfinder.models.base import BatchModel
+from viewfinder.runtime.batch_model import BatchModel
 from viewfinder.runtime.batcher import BatchPolicy
 from viewfinder.runtime.device import inference_precision
 from viewfinder.runtime.sources import ModelSource, resolve

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from viewfinder.errors import ModelUnavailableError, ViewfinderError
-from viewfinder.models.base import BatchModel
+from viewfinder.runtime.batch_model import BatchModel
 from viewfinder.runtime.batcher import BatchPolicy, MicroBatcher
 
 log = logging.getLogger(__name__)

@@ -1,4 +1,4 @@
-"""The contract every model implements, so one batcher and one pool can run them all."""
+"""The contract the runtime runs every model by: one batcher and one pool run them all."""
 
 from __future__ import annotations
 
