@@ -260,7 +260,7 @@ class ApiKey(Base):
     the id is never reused: web sessions name the key they were opened with."""
 
     __tablename__ = "api_keys"
-    __table_args__ = {"sqlite_autoincrement": True}
+    __table_args__ = NEVER_REUSE_IDS
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
     name: Mapped[str] = mapped_column(String(200))
