@@ -9,6 +9,7 @@ import torch
 
 from viewfinder.analysis.service import AnalysisService
 from viewfinder.classifiers.store import ClassifierStore
+from viewfinder.imaging.budget import set_decode_budget
 from viewfinder.imaging.fetch import FetchPolicy
 from viewfinder.library.library import Library
 from viewfinder.model_registry import ModelEntry, batch_policy, factories, model_entries
@@ -35,6 +36,7 @@ class Services:
         ``with_library`` also opens the image library (database, files, vector index)."""
         if settings.torch_threads:
             torch.set_num_threads(settings.torch_threads)
+        set_decode_budget(settings.decode_pixel_budget)
         device = select_device(settings)
         models = model_entries(settings, device)
         pool = ModelPool(

@@ -152,6 +152,8 @@ class Settings(BaseSettings):
     )  # S3 buckets the API may index (s3://bucket/prefix); the CLI may index any bucket
     worker_threads: int = Field(1, ge=0, validation_alias=_env("WORKER_THREADS"))
     worker_batch_size: int = Field(32, ge=1, validation_alias=_env("WORKER_BATCH_SIZE"))
+    # A worker batch also stops at this many decoded pixels (32 scans of 49 MP are not one batch).
+    worker_batch_pixels: int = Field(64_000_000, ge=1, validation_alias=_env("WORKER_BATCH_PIXELS"))
     task_max_attempts: int = Field(3, ge=1, validation_alias=_env("TASK_MAX_ATTEMPTS"))
     caption_assets: bool = Field(False, validation_alias=_env("CAPTION_ASSETS"))
     worker_lease_s: float = Field(600.0, gt=0, validation_alias=_env("WORKER_LEASE_S"))
@@ -197,6 +199,9 @@ class Settings(BaseSettings):
         20 * 1024 * 1024, ge=1, validation_alias=_env("MAX_DOWNLOAD_BYTES")
     )
     max_image_pixels: int = Field(50_000_000, ge=1, validation_alias=_env("MAX_IMAGE_PIXELS"))
+    # Decoded pixels in flight in this process, all requests and workers together (memory is a
+    # small multiple: ~4 bytes per pixel in Pillow, plus copies); a bigger image goes alone.
+    decode_pixel_budget: int = Field(64_000_000, ge=1, validation_alias=_env("DECODE_PIXEL_BUDGET"))
     fetch_timeout_s: float = Field(10.0, gt=0, validation_alias=_env("FETCH_TIMEOUT_S"))
     fetch_max_redirects: int = Field(5, ge=0, validation_alias=_env("FETCH_MAX_REDIRECTS"))
     fetch_allow_hosts: Annotated[list[str], NoDecode] = Field(

@@ -30,7 +30,8 @@ from viewfinder.errors import (
     OverloadedError,
     ViewfinderError,
 )
-from viewfinder.imaging.decode import decode_image
+from viewfinder.imaging.budget import decode_budget
+from viewfinder.imaging.decode import decode_image, image_size_of
 from viewfinder.imaging.fetch import FetchPolicy, fetch_image_bytes
 from viewfinder.models.caption import CaptionRequest
 from viewfinder.runtime.pool import ModelPool
@@ -77,6 +78,21 @@ class AnalysisService:
 
     def image_from_bytes(self, data: bytes) -> Image.Image:
         return decode_image(data, self._max_pixels)
+
+    def analyze_bytes(self, data: bytes, tasks: Sequence[Task]) -> AnalysisReport:
+        """Decode and analyse, holding the image's pixels from the process's decode budget
+        until the report is done: analysis keeps the full-resolution image (detections and
+        crops need every pixel), so concurrent requests wait for each other instead of each
+        holding a 48-megapixel image at once."""
+        width, height = image_size_of(data)
+        pixels = width * height
+        # An image over the limit is refused by the decode at once, without waiting its turn.
+        with decode_budget().hold(pixels if pixels <= self._max_pixels else 0):
+            return self.analyze(self.image_from_bytes(data), tasks)
+
+    def analyze_url(self, url: str, tasks: Sequence[Task]) -> AnalysisReport:
+        """``analyze_bytes`` of the image at ``url`` (downloaded before holding any pixels)."""
+        return self.analyze_bytes(fetch_image_bytes(url, self._fetch_policy), tasks)
 
     # --- analysing it ---------------------------------------------------------------------
 

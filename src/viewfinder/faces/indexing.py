@@ -145,6 +145,8 @@ class FaceProcessor:
 def align_all(image: Image.Image, detections: list[Detection]) -> list[AlignedFace]:
     """Every detection with landmarks, warped onto the recogniser's template. A detection
     without landmarks cannot be aligned, and an unaligned crop gives a meaningless embedding."""
+    if all(detection.landmarks is None for detection in detections):
+        return []  # no full-size array copy for an image without alignable faces
     rgb = as_rgb_array(image)  # convert once, not per face
     faces = []
     for detection in detections:

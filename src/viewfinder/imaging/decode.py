@@ -18,6 +18,7 @@ gives the definitive verdict on broken files.
 from __future__ import annotations
 
 import io
+import math
 import re
 import struct
 from collections.abc import Iterator
@@ -30,6 +31,7 @@ from numpy.typing import NDArray
 from PIL import Image, ImageFile, UnidentifiedImageError
 
 from viewfinder.errors import InvalidImageError, TooLargeError
+from viewfinder.imaging.budget import decode_budget
 
 ALLOWED_FORMATS: Final = (
     "JPEG",
@@ -93,21 +95,24 @@ def decode_image(data: bytes, max_pixels: int, min_side: int | None = None) -> I
     """
     with _pillow_errors(), _open(data) as image:
         _check_pixels(image.size, max_pixels)
-        orientation = _orientation(image)
-        rgb = None
-        if image.format in ("JPEG", "MPO") and image.mode in _FAST_JPEG_MODES:
-            rgb = _decode_jpeg_fast(data, min_side)
-        if rgb is None:
-            # Image.open leaves the first frame current: animated GIF/WebP/APNG and multi-page
-            # TIFF decode as their first frame.
-            image.load()
-            rgb = _to_rgb(image)
-        if min_side is not None:
-            factor = min(rgb.size) // min_side
-            if factor >= 2:
-                rgb = rgb.reduce(factor)
-    fix = _ORIENTATION_FIX.get(orientation)
-    upright = rgb.transpose(fix) if fix is not None else rgb
+        fast_jpeg = image.format in ("JPEG", "MPO") and image.mode in _FAST_JPEG_MODES
+        # The pixels this decode will hold at its largest, from the header: the DCT-scaled size
+        # for a fast JPEG, every pixel for the rest (they have no cheaper way to decode).
+        weight = _jpeg_scaled_pixels(image.size, min_side) if fast_jpeg else _pixels(image.size)
+        with decode_budget().hold(weight):
+            rgb = _decode_jpeg_fast(data, min_side) if fast_jpeg else None
+            if rgb is None:
+                # Image.open leaves the first frame current: animated GIF/WebP/APNG and
+                # multi-page TIFF decode as their first frame.
+                image.load()
+                rgb = _to_small_rgb(image, min_side)
+            elif min_side is not None:
+                rgb = _reduced(rgb, min_side)
+            # After the pixels: a PNG's EXIF may follow them, and reading it decodes the image.
+            orientation = _orientation(image)
+            image.close()  # the full-size decode goes now, inside the hold, not after it
+            fix = _ORIENTATION_FIX.get(orientation)
+            upright = rgb.transpose(fix) if fix is not None else rgb  # a copy: inside the hold
     # Orientation is applied, so the metadata that describes it must not travel on: a caller
     # running ImageOps.exif_transpose again would rotate twice.
     upright.info = {}
@@ -125,7 +130,7 @@ def upright_size_of(data: bytes) -> tuple[int, int]:
     """``(width, height)`` as the image is shown, EXIF orientation applied, from the header."""
     with _pillow_errors(), _open(data) as image:
         width, height = image.size
-        turned = _orientation(image) in (5, 6, 7, 8)  # the transposes that swap the sides
+        turned = _header_orientation(image) in (5, 6, 7, 8)  # the transposes that swap sides
     return (height, width) if turned else (width, height)
 
 
@@ -192,6 +197,15 @@ def _invalid(err: BaseException) -> InvalidImageError:
     )
 
 
+def _header_orientation(image: Image.Image) -> int:
+    """The EXIF orientation known before any pixel is decoded. Pillow decodes a whole PNG to
+    look for an eXIf chunk after the pixel data (49 MP for a 6 KB file, outside any budget),
+    so a PNG counts only an eXIf chunk before it (where writers put it)."""
+    if image.format == "PNG" and "exif" not in image.info:
+        return 1
+    return _orientation(image)
+
+
 def _orientation(image: Image.Image) -> int:
     try:
         value = image.getexif().get(_ORIENTATION_TAG, 1)
@@ -212,14 +226,67 @@ def _decode_jpeg_fast(data: bytes, min_side: int | None = None) -> Image.Image |
     return Image.fromarray(pixels)
 
 
+def reduction_factor(size: tuple[int, int], min_side: int | None) -> int:
+    """The integer box-reduction ``decode_image`` applies for a use of ``min_side`` pixels."""
+    return 1 if min_side is None else max(1, min(size) // min_side)
+
+
+def kept_pixels(width: int, height: int, min_side: int | None) -> int:
+    """About how many pixels ``decode_image`` returns for an image of this size and use (a
+    JPEG's DCT scaling lands in the same range as the box reduction)."""
+    factor = reduction_factor((width, height), min_side)
+    return math.ceil(width / factor) * math.ceil(height / factor)
+
+
+def _pixels(size: tuple[int, int]) -> int:
+    return size[0] * size[1]
+
+
+def _jpeg_scaled_pixels(size: tuple[int, int], min_side: int | None) -> int:
+    """The size libjpeg-turbo decodes at: the smallest scale M/8 keeping both sides at least
+    ``min_side`` (simplejpeg's choice for ``min_width``/``min_height``)."""
+    if min_side is None:
+        return _pixels(size)
+    width, height = size
+    for eighths in range(1, 8):
+        scaled = (math.ceil(width * eighths / 8), math.ceil(height * eighths / 8))
+        if min(scaled) >= min(min_side, width, height):
+            return _pixels(scaled)
+    return _pixels(size)
+
+
+def _reduced(image: Image.Image, min_side: int) -> Image.Image:
+    factor = reduction_factor(image.size, min_side)
+    return image.reduce(factor) if factor >= 2 else image
+
+
+def _to_small_rgb(image: Image.Image, min_side: int | None) -> Image.Image:
+    """``_to_rgb`` then the reduction for ``min_side``, in the cheaper order where both give the
+    same pixels: greyscale, one-bit and plain RGB images are box-reduced first, so a 49 MP
+    one-bit page never becomes a 196 MB RGB image (the box mean of replicated grey channels is
+    the grey mean, replicated). Other modes (alpha, palettes, 16-bit) convert first."""
+    factor = reduction_factor(image.size, min_side)
+    opaque = "transparency" not in image.info
+    if factor >= 2 and opaque and image.mode in ("1", "L", "RGB"):
+        grey_or_rgb = image.convert("L") if image.mode == "1" else image
+        small = grey_or_rgb.reduce(factor)
+        del grey_or_rgb  # a one-bit page's full-size greyscale copy goes now
+        return small if small.mode == "RGB" else small.convert("RGB")
+    rgb = _to_rgb(image)
+    return rgb.reduce(factor) if factor >= 2 else rgb
+
+
 def _to_rgb(image: Image.Image) -> Image.Image:
     mode = image.mode
     if mode in _SIXTEEN_BIT_MODES or mode in ("I", "F"):
         return Image.fromarray(_greyscale_to_uint8(image)).convert("RGB")
     if mode in _ALPHA_MODES or "transparency" in image.info:
         return _on_white(image.convert("RGBA"))
-    # RGB (a copy that outlives the closed file), 1, L, P, CMYK (Pillow already undid Adobe's
-    # inversion), YCbCr, HSV, RGBX.
+    if mode == "RGB":
+        # The decoded pixels themselves, in an image that outlives the closed file: convert()
+        # would copy them (another 196 MB for 49 megapixels) only to drop the original.
+        return image._new(image.im)
+    # 1, L, P, CMYK (Pillow already undid Adobe's inversion), YCbCr, HSV, RGBX.
     return image.convert("RGB")
 
 

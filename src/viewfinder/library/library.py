@@ -110,6 +110,7 @@ class Library:
                 sessions,
                 blobs,
                 batch_size=settings.worker_batch_size,
+                batch_pixels=settings.worker_batch_pixels,
                 max_attempts=settings.task_max_attempts,
                 max_image_pixels=settings.max_image_pixels,
                 originals=originals,

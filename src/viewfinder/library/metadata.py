@@ -29,7 +29,10 @@ def image_facts(data: bytes) -> ImageFacts:
         fmt = image.format or ""
         content_type = Image.MIME.get(fmt, f"image/{fmt.lower()}" if fmt else "image/unknown")
         try:
-            captured = _capture_time(image.getexif())
+            # A PNG's eXIf chunk after the pixels is only found by decoding them all (Pillow's
+            # getexif does): the pixels ingest has already decoded once, at a budgeted size.
+            header_only = fmt == "PNG" and "exif" not in image.info
+            captured = None if header_only else _capture_time(image.getexif())
         except (ValueError, TypeError, KeyError, OSError):
             captured = None  # unreadable EXIF is not a reason to refuse an image
     return ImageFacts(content_type, captured)

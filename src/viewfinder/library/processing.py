@@ -19,12 +19,14 @@ from typing import Any, Protocol
 
 import numpy as np
 from PIL import Image
+from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from viewfinder.db import repository as repo
 from viewfinder.db.models import Asset, TaskState
 from viewfinder.errors import ModelUnavailableError, OverloadedError
-from viewfinder.imaging.decode import decode_image
+from viewfinder.imaging.budget import DEFAULT_DECODE_PIXEL_BUDGET, decode_budget
+from viewfinder.imaging.decode import decode_image, kept_pixels
 from viewfinder.library.stores import VectorStore
 from viewfinder.models.caption import CaptionRequest
 from viewfinder.runtime.pool import LoadedModel, ModelPool
@@ -148,6 +150,7 @@ class TaskWorker:
         blobs: BlobStore,
         *,
         batch_size: int = 32,
+        batch_pixels: int = DEFAULT_DECODE_PIXEL_BUDGET,
         max_attempts: int = 3,
         poll_interval_s: float = 2.0,
         max_image_pixels: int = 50_000_000,
@@ -160,6 +163,7 @@ class TaskWorker:
         self._blobs = blobs
         self._originals = originals or Originals(blobs)
         self._batch_size = batch_size
+        self._batch_pixels = batch_pixels
         self._max_attempts = max_attempts
         self._poll_interval_s = poll_interval_s
         self._max_pixels = max_image_pixels
@@ -179,7 +183,11 @@ class TaskWorker:
         run alone: the rest of its claim goes straight back, so one poisonous image costs at
         most ``max_attempts`` single-item runs and never takes a batch of others down with it.
         While the batch runs its lease is renewed; a result whose claim was lost meanwhile (the
-        lease expired and another worker took the task) is dropped, never written twice."""
+        lease expired and another worker took the task) is dropped, never written twice.
+
+        A batch is also bounded by the pixels its images decode to (``batch_pixels``): the
+        claims past it go straight back, so 32 claimed 49-megapixel scans are not held at once
+        (the first image always stays, however big)."""
         claimant = f"{self.name}/{uuid.uuid4().hex[:8]}"
         with self._sessions.begin() as session:
             claimed = repo.claim_tasks(session, self.kind, claimant, self._batch_size)
@@ -188,6 +196,12 @@ class TaskWorker:
                 alone = retried[0]
                 repo.release_tasks(session, self.kind, claimant, [i for i in claimed if i != alone])
                 claimed = {alone: claimed[alone]}
+            fitting = self._fitting(session, claimed)
+            if len(fitting) < len(claimed):
+                repo.release_tasks(
+                    session, self.kind, claimant, [i for i in claimed if i not in fitting]
+                )
+                claimed = {i: claimed[i] for i in fitting}
         if not claimed:
             return 0
         try:
@@ -202,9 +216,29 @@ class TaskWorker:
             raise
         return len(claimed)
 
+    def _fitting(self, session: Session, claimed: dict[int, int]) -> list[int]:
+        """The claimed assets, in order, while the pixels they decode to fit
+        ``batch_pixels`` (at least the first)."""
+        rows = session.execute(
+            select(Asset.id, Asset.width, Asset.height).where(Asset.id.in_(list(claimed)))
+        )
+        sizes = {int(i): (int(w), int(h)) for i, w, h in rows}
+        fitting: list[int] = []
+        total = 0
+        for asset_id in claimed:  # ascending ids: the claim's order
+            width, height = sizes.get(asset_id, (0, 0))  # deleted meanwhile: costs nothing
+            pixels = kept_pixels(width, height, self.processor.min_side)
+            if fitting and total + pixels > self._batch_pixels:
+                break
+            fitting.append(asset_id)
+            total += pixels
+        return fitting
+
     def _compute(self, asset_ids: list[int]) -> tuple[dict[int, Any], dict[int, str]]:
-        images, errors = self._load(asset_ids)
-        results = self.processor.compute(images) if images else {}
+        with self._holding_full_size(asset_ids):
+            images, errors = self._load(asset_ids)
+            results = self.processor.compute(images) if images else {}
+            del images  # the full-size decodes go before the budget is given back
         for asset_id, result in list(results.items()):
             if isinstance(result, Exception):
                 errors[asset_id] = f"{self.kind} failed: {result}"
@@ -232,6 +266,23 @@ class TaskWorker:
                     continue
                 log.warning("asset %d: %s (task now %s)", asset_id, error, state)
         self.processor.after_commit(results)
+
+    @contextmanager
+    def _holding_full_size(self, asset_ids: list[int]) -> Iterator[None]:
+        """A processor that keeps full-resolution images (faces) holds the batch's pixels from
+        the process's decode budget until it has computed, so its batch, concurrent requests and
+        other workers never hold more than the budget at once (the decodes inside are covered by
+        this hold). Smaller decodes hold the budget only while decoding: what they keep is
+        small, and bounded by ``batch_pixels``."""
+        if self.processor.min_side is not None:
+            yield
+            return
+        with self._sessions() as session:
+            rows = session.execute(
+                select(Asset.width, Asset.height).where(Asset.id.in_(asset_ids))
+            ).all()
+        with decode_budget().hold(sum(int(w) * int(h) for w, h in rows)):
+            yield
 
     @contextmanager
     def _renewing(self, claimant: str) -> Iterator[None]:

@@ -49,8 +49,7 @@ async def analyze_image(
     service = services(request).analysis
     tasks = _tasks(body.tasks)
     check_unique_ids(tasks)  # before the download: a bad request costs nothing
-    image = await run_in_threadpool(service.image_from_url, body.image_url)
-    report = await run_in_threadpool(service.analyze, image, tasks)
+    report = await run_in_threadpool(service.analyze_url, body.image_url, tasks)
     return _render(body.image_url, report, response)
 
 
@@ -70,8 +69,7 @@ async def analyze_image_upload(
     tasks = parse_tasks_json(tasks_json)
     check_unique_ids(tasks)
     data = await read_upload(image_file, svc.settings.max_upload_bytes)
-    image = await run_in_threadpool(svc.analysis.image_from_bytes, data)
-    report = await run_in_threadpool(svc.analysis.analyze, image, tasks)
+    report = await run_in_threadpool(svc.analysis.analyze_bytes, data, tasks)
     return _render(f"uploaded:{image_file.filename or 'file'}", report, response)
 
 
