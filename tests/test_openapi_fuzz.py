@@ -15,6 +15,7 @@ from fastapi import FastAPI
 from schemathesis.python import asgi
 
 from tests.conftest import make_settings
+from viewfinder.access.keys import KeyStore
 from viewfinder.api.app import create_app
 from viewfinder.api.errors import (
     ACCESS_STATUSES,
@@ -43,6 +44,22 @@ def app(
         yield built
     finally:
         asgi.shutdown_lifespans()  # the lifespan schemathesis started, before the services close
+        services.close()
+
+
+@pytest.fixture(scope="module")
+def keyed_app(
+    tmp_path_factory: pytest.TempPathFactory, tiny_models: dict[str, Path]
+) -> Iterator[tuple[FastAPI, str]]:
+    """An app whose library has an API key (so every route but the public ones needs one), and
+    a read-only key."""
+    settings = make_settings(tmp_path_factory.mktemp("fuzz-keys"), tiny_models)
+    services = Services.build(settings, with_library=True)
+    try:
+        _, read_only = KeyStore(services.require_library().sessions).create("viewer", True)
+        yield create_app(settings, services), read_only
+    finally:
+        asgi.shutdown_lifespans()
         services.close()
 
 
@@ -121,3 +138,28 @@ def test_each_error_status_has_a_meaning_and_unknown_ones_are_refused() -> None:
     assert set(error_responses(404, 401)) == {401, 404}
     with pytest.raises(ValueError, match="418"):
         error_responses(418)
+
+
+def test_without_a_key_every_route_answers_a_documented_refusal(
+    keyed_app: tuple[FastAPI, str],
+) -> None:
+    app, _ = keyed_app
+    report = fuzz_app(app, examples=2, modes=[schemathesis.GenerationMode.POSITIVE])
+    assert not report.findings, "\n\n".join(map(str, report.findings[:10]))
+    # Made-up keys (schemathesis sends some) are 401 until too many fail: then 429.
+    assert report.statuses[401] > 0, report.summary()
+    assert set(report.statuses) <= {200, 401, 429}, report.summary()  # 200: GET /health
+    assert report.per_operation["GET /health"] == {200: report.per_operation["GET /health"][200]}
+
+
+def test_a_read_only_key_gets_documented_403s_on_writes(keyed_app: tuple[FastAPI, str]) -> None:
+    app, read_only = keyed_app
+    report = fuzz_app(
+        app,
+        examples=2,
+        modes=[schemathesis.GenerationMode.POSITIVE],
+        headers={"X-API-Key": read_only},
+        skip=lambda label: label.startswith(("GET", "POST /api/images", "POST /analyze")),
+    )
+    assert not report.findings, "\n\n".join(map(str, report.findings[:10]))
+    assert report.statuses[403] > 0, report.summary()

@@ -189,11 +189,13 @@ def _describe(case: Case) -> str:
     )
 
 
-def _run_case(case: Case, label: str, mode: str, report: FuzzReport) -> None:
+def _run_case(
+    case: Case, label: str, mode: str, headers: dict[str, str] | None, report: FuzzReport
+) -> None:
     report.requests += 1
     seen = report.per_operation.setdefault(label, Counter())
     try:
-        response = case.call()
+        response = case.call(headers=headers)
     except Exception as exc:  # noqa: BLE001 - an exception out of the app is what we look for
         report.statuses[500] += 1
         seen[500] += 1
@@ -204,7 +206,7 @@ def _run_case(case: Case, label: str, mode: str, report: FuzzReport) -> None:
     report.statuses[response.status_code] += 1
     seen[response.status_code] += 1
     try:
-        case.validate_response(response, checks=CHECKS)
+        case.validate_response(response, checks=CHECKS, headers=headers)
     except FailureGroup as group:
         report.findings.extend(
             Finding(label, mode, response.status_code, f.title, f.message, _describe(case))
@@ -219,6 +221,7 @@ def _fuzz_operation(
     examples: int,
     seed: int,
     seeds: Seeds | None,
+    headers: dict[str, str] | None,
     report: FuzzReport,
 ) -> None:
     @hypothesis.seed(seed)
@@ -232,7 +235,7 @@ def _fuzz_operation(
     )
     @hypothesis.given(case=_strategy(operation, mode, seeds))
     def run(case: Case) -> None:
-        _run_case(case, label, mode.value, report)
+        _run_case(case, label, mode.value, headers, report)
 
     # Unsatisfiable: nothing in the operation to make invalid (no parameters, no body).
     with contextlib.suppress(hypothesis.errors.Unsatisfiable):
@@ -259,13 +262,15 @@ def fuzz_app(
     modes: Iterable[schemathesis.GenerationMode] = MODES,
     seed: int = 0,
     seeds: Seeds | None = None,
+    headers: dict[str, str] | None = None,
     skip: Callable[[str], bool] = lambda _: False,
     progress: Callable[[str], None] = lambda _: None,
 ) -> FuzzReport:
     """Send up to ``examples`` generated requests per operation and mode to ``app`` (an ASGI
     app) and check every response. ``seed`` makes a run reproducible; ``skip(label)`` leaves
     an operation (``"POST /path"``) out; with ``seeds`` (from ``seed_library``) half the valid
-    requests name things that exist and upload a real image."""
+    requests name things that exist and upload a real image; ``headers`` go with every request
+    (an API key)."""
     schema = schemathesis.openapi.from_asgi("/openapi.json", app)
     report = FuzzReport()
     started = time.perf_counter()
@@ -275,6 +280,6 @@ def fuzz_app(
             continue
         for mode in modes:
             progress(f"{label} [{mode.value}]")
-            _fuzz_operation(operation, label, mode, examples, seed, seeds, report)
+            _fuzz_operation(operation, label, mode, examples, seed, seeds, headers, report)
     report.seconds = time.perf_counter() - started
     return report
