@@ -5,6 +5,7 @@ real files, the tiny CLIP for plumbing; the ranking itself is checked in test_se
 from __future__ import annotations
 
 import io
+import json
 import math
 import time
 from collections.abc import Iterator
@@ -14,6 +15,7 @@ from typing import Any
 import numpy as np
 import pytest
 from fastapi.testclient import TestClient
+from numpy.typing import NDArray
 from PIL import Image
 from sqlalchemy import text
 
@@ -434,3 +436,36 @@ def test_a_large_upload_finds_its_library_copy_at_similarity_one(client: TestCli
     ).json()["hits"]
     assert hits[0]["asset"]["id"] == stored["id"]
     assert hits[0]["similarity"] == pytest.approx(1.0, abs=1e-6)
+
+
+def test_analysis_of_the_whole_image_decodes_as_the_library_does(client: TestClient) -> None:
+    """A request whose tasks only embed the whole image decodes at EMBED_MIN_SIDE, as the
+    library does: its CLIP vector is the library's vector of the same bytes. One that detects
+    keeps every pixel (its boxes are in the original's coordinates)."""
+    rng = np.random.default_rng(6)
+    noisy = rng.integers(0, 255, (1500, 2000, 3), dtype=np.uint8)
+    out = io.BytesIO()
+    Image.fromarray(noisy).save(out, "JPEG", quality=75)
+    stored = upload(client, ("big.jpg", out.getvalue())).json()[0]["asset"]
+    wait_processed(client, 1)
+    library = client.app.state.services.require_library()  # type: ignore[attr-defined]
+    in_library = library.search.asset_vector(stored["id"])
+
+    def clip_vector(extra_tasks: list[dict[str, object]]) -> NDArray[np.float32]:
+        tasks = [{"operation_id": "e", "type": "embed_clip_vit_b_32"}, *extra_tasks]
+        response = client.post(
+            "/analyze_image_upload/",
+            files={"image_file": ("big.jpg", out.getvalue())},
+            data={"tasks_json": json.dumps(tasks)},
+        )
+        assert response.status_code == 200, response.text
+        return np.asarray(response.json()["results"]["e"]["data"], dtype=np.float32)
+
+    assert float(clip_vector([]) @ in_library) == pytest.approx(1.0, abs=1e-6)
+    detect = {
+        "operation_id": "d",
+        "type": "detect_bounding_box",
+        "params": {"target": "prominent_person"},
+    }
+    full = clip_vector([detect])
+    assert float(full @ in_library) < 1.0 - 1e-6  # decoded whole: other pixels, another vector

@@ -31,7 +31,7 @@ from viewfinder.errors import (
     ViewfinderError,
 )
 from viewfinder.imaging.budget import decode_budget
-from viewfinder.imaging.decode import decode_image, image_size_of
+from viewfinder.imaging.decode import EMBED_MIN_SIDE, decode_image, image_size_of, kept_pixels
 from viewfinder.imaging.fetch import FetchPolicy, fetch_image_bytes
 from viewfinder.models.caption import CaptionRequest
 from viewfinder.runtime.pool import ModelPool
@@ -76,23 +76,40 @@ class AnalysisService:
     def image_from_url(self, url: str) -> Image.Image:
         return decode_image(fetch_image_bytes(url, self._fetch_policy), self._max_pixels)
 
-    def image_from_bytes(self, data: bytes) -> Image.Image:
-        return decode_image(data, self._max_pixels)
+    def image_from_bytes(self, data: bytes, min_side: int | None = None) -> Image.Image:
+        """The image, decoded no smaller than ``min_side`` on its short side (None: every
+        pixel, for detections and crops)."""
+        return decode_image(data, self._max_pixels, min_side)
 
     def analyze_bytes(self, data: bytes, tasks: Sequence[Task]) -> AnalysisReport:
         """Decode and analyse, holding the image's pixels from the process's decode budget
-        until the report is done: analysis keeps the full-resolution image (detections and
-        crops need every pixel), so concurrent requests wait for each other instead of each
-        holding a 48-megapixel image at once."""
+        until the report is done, so concurrent requests wait for each other instead of each
+        holding a 48-megapixel image at once. Detections and crops need every pixel; a request
+        whose tasks all work on the whole image at a model's input size (embeddings,
+        classification, captions) decodes as the library does (``EMBED_MIN_SIDE``): faster,
+        and the same bytes give the same vector as in the library."""
+        min_side = self._decode_side(tasks)
         width, height = image_size_of(data)
-        pixels = width * height
+        pixels = kept_pixels(width, height, min_side)
         # An image over the limit is refused by the decode at once, without waiting its turn.
-        with decode_budget().hold(pixels if pixels <= self._max_pixels else 0):
-            return self.analyze(self.image_from_bytes(data), tasks)
+        with decode_budget().hold(pixels if width * height <= self._max_pixels else 0):
+            return self.analyze(self.image_from_bytes(data, min_side), tasks)
 
     def analyze_url(self, url: str, tasks: Sequence[Task]) -> AnalysisReport:
         """``analyze_bytes`` of the image at ``url`` (downloaded before holding any pixels)."""
         return self.analyze_bytes(fetch_image_bytes(url, self._fetch_policy), tasks)
+
+    def _decode_side(self, tasks: Sequence[Task]) -> int | None:
+        """``EMBED_MIN_SIDE`` when no task needs more than the whole image at a model's input
+        size; None (every pixel) when one detects or works on a region."""
+        for task in tasks:
+            try:
+                op, target, _ = self._parse(task)
+            except (SkipTaskError, TaskError, ViewfinderError):
+                continue  # reported as skipped or failed: it uses no pixels
+            if op is OperationType.DETECT_BOUNDING_BOX or target is not Target.WHOLE_IMAGE:
+                return None
+        return EMBED_MIN_SIDE
 
     # --- analysing it ---------------------------------------------------------------------
 

@@ -15,6 +15,7 @@ from viewfinder.analysis.results import Task
 from viewfinder.atomic import write_atomically
 from viewfinder.cli.common import fail, load_settings
 from viewfinder.errors import InvalidInputError, ViewfinderError
+from viewfinder.imaging.decode import EMBED_MIN_SIDE
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".gif", ".bmp", ".tif", ".tiff", ".webp"}
 
@@ -120,7 +121,7 @@ def _local_captioner(max_length: int) -> Iterator[Captioner]:
     services = Services.build(load_settings())
 
     def caption(data: bytes, _name: str) -> str:
-        image = services.analysis.image_from_bytes(data)
+        image = services.analysis.image_from_bytes(data, EMBED_MIN_SIDE)
         text: str = services.pool.run("caption", CaptionRequest(image, max_length))
         return text
 

@@ -77,6 +77,12 @@ _DECODE_ERRORS: Final = (
 )
 _PILLOW_PIXELS = re.compile(r"\((\d+) pixels\)")
 _SETTING: Final = "VIEWFINDER_MAX_IMAGE_PIXELS"
+# Images are embedded (and captioned) from a decode at least this large on the shortest side:
+# twice the 224-pixel input of the CLIP ViT-B checkpoints and above BLIP's 384, so the model's
+# own resize still downsamples, while a 12-megapixel JPEG decodes at 1/4 scale. The library,
+# search by an uploaded image and analysis all decode the same way, so the same bytes give the
+# same vector everywhere.
+EMBED_MIN_SIDE: Final = 448
 
 
 def decode_image(data: bytes, max_pixels: int, min_side: int | None = None) -> Image.Image:

@@ -26,7 +26,7 @@ from viewfinder.db import repository as repo
 from viewfinder.db.models import Asset, TaskState
 from viewfinder.errors import ModelUnavailableError, OverloadedError
 from viewfinder.imaging.budget import DEFAULT_DECODE_PIXEL_BUDGET, decode_budget
-from viewfinder.imaging.decode import decode_image, kept_pixels
+from viewfinder.imaging.decode import EMBED_MIN_SIDE, decode_image, kept_pixels
 from viewfinder.library.stores import VectorStore
 from viewfinder.models.caption import CaptionRequest
 from viewfinder.runtime.pool import LoadedModel, ModelPool
@@ -38,11 +38,6 @@ log = logging.getLogger(__name__)
 EMBED_TASK = "embed"
 CAPTION_TASK = "caption"
 CLIP_MODEL = "clip"
-# Images are embedded from a decode at least this large on the shortest side: twice the
-# 224-pixel input of the CLIP ViT-B checkpoints, so the model's own bicubic resize still
-# downsamples, while a 12-megapixel JPEG decodes at 1/4 scale. Search by an uploaded image
-# decodes the same way, so the same bytes give the same vector as in the library.
-EMBED_MIN_SIDE = 448
 # Errors that are not the asset's fault: the batch is given back and the worker backs off.
 TRANSIENT = (ModelUnavailableError, OverloadedError)
 

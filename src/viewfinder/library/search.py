@@ -14,10 +14,10 @@ from sqlalchemy.orm import Session, sessionmaker
 from viewfinder.db import repository as repo
 from viewfinder.db.models import Asset
 from viewfinder.errors import InvalidInputError, NotFoundError
-from viewfinder.imaging.decode import decode_image
+from viewfinder.imaging.decode import EMBED_MIN_SIDE, decode_image
 from viewfinder.library.captions import caption_matches
 from viewfinder.library.filters import SearchFilters, asset_conditions
-from viewfinder.library.processing import CLIP_MODEL, EMBED_MIN_SIDE
+from viewfinder.library.processing import CLIP_MODEL
 from viewfinder.library.stores import VectorStore
 from viewfinder.runtime.pool import ModelPool
 

@@ -24,6 +24,7 @@ from viewfinder.api.errors import ACCESS_STATUSES, error_responses
 from viewfinder.api.uploads import read_upload
 from viewfinder.container import Services
 from viewfinder.errors import InvalidImageError, ViewfinderError
+from viewfinder.imaging.decode import EMBED_MIN_SIDE
 
 log = logging.getLogger(__name__)
 
@@ -98,11 +99,12 @@ def _user_text(user_prompt: str | None) -> str | None:
 
 
 async def _image(request: Request, upload: UploadFile) -> Image.Image:
-    """The upload as an RGB image: 413 past the size limit, 400 when it is not an image."""
+    """The upload as an RGB image at the size CLIP's zero-shot labels need (a 48-megapixel
+    photo never stays whole in memory): 413 past the size limit, 400 when it is not an image."""
     services: Services = request.app.state.services
     data = await read_upload(upload, services.settings.max_upload_bytes)
     try:
-        return await run_in_threadpool(services.analysis.image_from_bytes, data)
+        return await run_in_threadpool(services.analysis.image_from_bytes, data, EMBED_MIN_SIDE)
     except InvalidImageError as exc:
         declared = upload.content_type or ""
         if declared and not declared.startswith("image/"):
