@@ -57,7 +57,7 @@ import numpy as np
 from PIL import Image
 from sqlalchemy import text
 
-from viewfinder.db import repository as repo
+from viewfinder.db import tasks as tasks_repo
 from viewfinder.db.engine import make_engine, make_session_factory
 from viewfinder.imaging.decode import decode_image
 from viewfinder.library.ingest import IngestService
@@ -407,7 +407,7 @@ def workers(url: str, env: dict[str, str], count: int, processes: int, root: Pat
         first = None
         while True:
             with sessions() as session:
-                counts = repo.task_counts(session, EMBED_TASK)
+                counts = tasks_repo.task_counts(session, EMBED_TASK)
             now = time.perf_counter()
             if first is None and counts["pending"] < count:
                 first = now

@@ -6,8 +6,8 @@ A fresh database on the machine's PostgreSQL (``--admin-url``), migrated to head
 assets with one pending ``embed`` task each (bulk Core inserts). Each worker is a process with its
 own engine that loops until the queue is empty. Two loops are measured:
 
-- ``queue``: ``repo.claim_tasks`` (batch ``--batch``) in one transaction, then
-  ``repo.complete_tasks`` with the claim token in another, as ``TaskWorker`` does: the queue's
+- ``queue``: ``tasks_repo.claim_tasks`` (batch ``--batch``) in one transaction, then
+  ``tasks_repo.complete_tasks`` with the claim token in another, as ``TaskWorker`` does: the queue's
   own ceiling.
 - ``TaskWorker``: the real ``TaskWorker.process_batch`` with a processor that computes nothing,
   whose originals are a 1x1 JPEG held in memory: the queue plus everything the worker loop does
@@ -36,7 +36,7 @@ from PIL import Image
 from sqlalchemy import create_engine, event, insert, text, update
 from sqlalchemy.orm import Session
 
-from viewfinder.db import repository as repo
+from viewfinder.db import tasks as tasks_repo
 from viewfinder.db.engine import make_engine, make_session_factory
 from viewfinder.db.migrate import upgrade
 from viewfinder.db.models import Asset, AssetTask, TaskState, utcnow
@@ -114,11 +114,11 @@ class _QueueLoop(_Loop):
         while True:
             claimant = f"{self._name}/{uuid.uuid4().hex[:8]}"
             with self._sessions.begin() as session:
-                claimed = repo.claim_tasks(session, EMBED_TASK, claimant, self._batch)
+                claimed = tasks_repo.claim_tasks(session, EMBED_TASK, claimant, self._batch)
             if not claimed:
                 return settled
             with self._sessions.begin() as session:
-                done = repo.complete_tasks(session, list(claimed), EMBED_TASK, claimant)
+                done = tasks_repo.complete_tasks(session, list(claimed), EMBED_TASK, claimant)
             settled += len(done)
 
 
@@ -237,7 +237,7 @@ def remaining(url: str) -> dict[str, int]:
     engine = make_engine(url)
     try:
         with make_session_factory(engine)() as session:
-            return repo.task_counts(session, EMBED_TASK)
+            return tasks_repo.task_counts(session, EMBED_TASK)
     finally:
         engine.dispose()
 
@@ -280,7 +280,7 @@ def _expect(results: Any, what: str) -> tuple[str, int, float]:
 
 
 def claim_plan(url: str, batch: int) -> str:
-    """EXPLAIN ANALYZE of the statement ``repo.claim_tasks`` sends, on the full queue (rolled
+    """EXPLAIN ANALYZE of the statement ``tasks_repo.claim_tasks`` sends, on the full queue (rolled
     back): the statement and its parameters are captured as the driver receives them."""
     engine = make_engine(url)
     sent: list[tuple[str, Any]] = []
@@ -291,7 +291,7 @@ def claim_plan(url: str, batch: int) -> str:
     try:
         with make_session_factory(engine)() as session:
             event.listen(engine, "before_cursor_execute", capture)
-            repo.claim_tasks(session, EMBED_TASK, "plan/x", batch)
+            tasks_repo.claim_tasks(session, EMBED_TASK, "plan/x", batch)
             event.remove(engine, "before_cursor_execute", capture)
             session.rollback()
             statement, parameters = sent[-1]

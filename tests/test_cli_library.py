@@ -69,6 +69,7 @@ def test_library_commands_end_to_end(tmp_path: Path, tiny_models: dict[str, Path
         return result.stdout if code == 0 else result.stderr
 
     assert run("db", "upgrade").strip() == f"database at revision {head_revision()}"
+    assert "SQLite is migrated in place" in run("db", "upgrade", "--sql", code=1)
     indexed = run("index", str(folder))
     assert "6 new, 0 already stored, 0 skipped" in indexed
     assert "6 images indexed" in indexed

@@ -21,7 +21,7 @@ import pytest
 from PIL import Image
 from sqlalchemy.orm import Session, sessionmaker
 
-from viewfinder.db import repository as repo
+from viewfinder.db import assets as assets_repo
 from viewfinder.db.models import Asset, AssetTask
 from viewfinder.imaging.budget import PixelBudget, decode_budget
 from viewfinder.imaging.decode import decode_image, kept_pixels
@@ -266,7 +266,7 @@ def add_assets(sessions: sessionmaker[Session], blobs: LocalBlobStore, sides: li
                 width=side,
                 height=side,
             )
-            repo.add_asset(s, asset, [KIND])
+            assets_repo.add_asset(s, asset, [KIND])
 
 
 def test_worker_batches_stop_at_their_decoded_pixels(

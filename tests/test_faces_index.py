@@ -23,8 +23,9 @@ from tests.conftest import SHARED_DATA, SHARED_MODELS, make_settings
 from viewfinder.api.app import create_app
 from viewfinder.cli.main import app as cli
 from viewfinder.container import Services
+from viewfinder.db import assets as assets_repo
 from viewfinder.db import faces as face_repo
-from viewfinder.db import repository as repo
+from viewfinder.db import tasks as tasks_repo
 from viewfinder.db.models import Person
 from viewfinder.faces.indexing import FACES_TASK, enqueue_backfill, run_backfill
 from viewfinder.library.library import Library
@@ -122,7 +123,7 @@ def clusterable_faces(client: TestClient, asset_id: int) -> list[dict[str, Any]]
 
 def test_every_photo_gets_its_faces(indexed: Indexed) -> None:
     with indexed.library.sessions() as session:
-        counts = repo.task_counts(session, FACES_TASK)
+        counts = tasks_repo.task_counts(session, FACES_TASK)
     assert counts["done"] == len(indexed.assets)
     assert counts["failed"] == 0
     for photo in photos():
@@ -169,7 +170,7 @@ def test_face_details_and_thumbnails(indexed: Indexed) -> None:
     asset_id = indexed.assets["examples__knn_examples__test__obama_and_biden.jpg"]
     faces = client.get(f"/api/v1/assets/{asset_id}/faces").json()
     with indexed.library.sessions() as session:
-        asset = repo.get_asset(session, asset_id)
+        asset = assets_repo.get_asset(session, asset_id)
         assert asset is not None
         width, height = asset.width, asset.height
     for face in faces:
@@ -250,7 +251,7 @@ def test_reprocessing_replaces_faces_and_keeps_their_person(indexed: Indexed) ->
         face = face_repo.get_face(session, before[0]["id"])
         assert face is not None
         face.person_id, face.person_source = person_id, "manual"
-        repo.enqueue_task(session, asset_id, FACES_TASK)
+        tasks_repo.enqueue_task(session, asset_id, FACES_TASK)
     try:
         assert faces_worker(lib).drain(timeout_s=60)
         after = client.get(f"/api/v1/assets/{asset_id}/faces").json()
@@ -319,7 +320,7 @@ def test_backfill_and_api_on_each_backend(
             assert listed["total"] == report.faces == sum(counts.values())
             two = assets["examples__two_people.jpg"]
             with lib.sessions.begin() as session:
-                repo.enqueue_task(session, two, FACES_TASK)
+                tasks_repo.enqueue_task(session, two, FACES_TASK)
             assert faces_worker(lib).drain(timeout_s=60)
             assert client.get("/api/v1/faces").json()["total"] == listed["total"]
             assert client.get("/api/v1/faces/0").status_code == 404

@@ -19,7 +19,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from tests.conftest import make_settings
 from tests.test_library_api import jpeg
 from viewfinder.api.app import create_app
-from viewfinder.db import repository as repo
+from viewfinder.db import jobs as jobs_repo
 from viewfinder.db.models import Job, utcnow
 from viewfinder.errors import InvalidInputError
 from viewfinder.library.jobs import JobHandler, JobInterrupted, JobRunner, Progress
@@ -52,7 +52,7 @@ def runners(sessions: sessionmaker[Session]) -> Iterator[Callable[..., JobRunner
 
 def job(sessions: sessionmaker[Session], job_id: str) -> Job:
     with sessions() as s:
-        found = repo.get_job(s, job_id)
+        found = jobs_repo.get_job(s, job_id)
     assert found is not None
     return found
 
@@ -60,7 +60,7 @@ def job(sessions: sessionmaker[Session], job_id: str) -> Job:
 def claim_as_dead_worker(sessions: sessionmaker[Session], worker: str) -> str:
     """Claim the oldest pending job as a worker that then died: its heartbeat is an hour old."""
     with sessions.begin() as s:
-        claimed = repo.claim_job(s, ["echo", "block"], worker)
+        claimed = jobs_repo.claim_job(s, ["echo", "block"], worker)
         assert claimed is not None
         claimed.heartbeat_at = utcnow() - timedelta(hours=1)
         return claimed.id
@@ -146,7 +146,7 @@ def test_a_dead_workers_job_is_requeued_and_completed_by_another_runner(
     claim_as_dead_worker(sessions, "dead-host:1")
     live = runner.submit("echo", {"live": True}).id
     with sessions.begin() as s:  # a live worker's claim, heartbeat fresh: left alone
-        assert repo.claim_job(s, ["echo"], "live-host:2") is not None
+        assert jobs_repo.claim_job(s, ["echo"], "live-host:2") is not None
 
     assert runner.recover() == 1
     requeued = job(sessions, job_id)
@@ -168,7 +168,7 @@ def test_at_start_every_running_job_of_the_single_embedded_process_is_an_orphan(
     runner = runners({"echo": signal})
     job_id = runner.submit("echo", {}).id
     with sessions.begin() as s:  # claimed by the previous run of this process, just now
-        assert repo.claim_job(s, ["echo"], "this-host:1") is not None
+        assert jobs_repo.claim_job(s, ["echo"], "this-host:1") is not None
     runner.start(1, orphan_lease_s=0)
     assert ran.wait(TIMEOUT_S)  # recovered at start, then run by the runner's thread
     runner.stop(grace_s=TIMEOUT_S)  # returns once the job is recorded

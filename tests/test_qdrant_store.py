@@ -23,9 +23,10 @@ from sqlalchemy import delete
 from sqlalchemy.orm import Session, sessionmaker
 
 from tests.conftest import free_port
+from viewfinder.db import assets as assets_repo
 from viewfinder.db import collections as collection_repo
+from viewfinder.db import embeddings as embeddings_repo
 from viewfinder.db import faces as face_repo
-from viewfinder.db import repository as repo
 from viewfinder.db.models import Asset, Embedding, Person
 from viewfinder.errors import StorageError
 from viewfinder.library.filters import SearchFilters, matching_ids
@@ -104,7 +105,7 @@ def library(sessions: sessionmaker[Session]) -> Library:
     vectors = unit_rows(rng, n)
     with sessions.begin() as s:
         assets = [
-            repo.add_asset(
+            assets_repo.add_asset(
                 s,
                 Asset(
                     sha256=f"{i:064x}",
@@ -138,7 +139,7 @@ def library(sessions: sessionmaker[Session]) -> Library:
         stored: dict[int, NDArray[np.float32]] = {}
         for i, asset_id in enumerate(ids.tolist()):
             if i not in without_vector:
-                repo.put_embedding(s, asset_id, MODEL, vectors[i])
+                embeddings_repo.put_embedding(s, asset_id, MODEL, vectors[i])
                 stored[asset_id] = vectors[i]
         return Library(
             ids=ids,
@@ -165,7 +166,7 @@ def store(client: QdrantClient, sessions: sessionmaker[Session]) -> QdrantStore:
 
 
 def allows(library: Library, asset_id: int, filters: SearchFilters) -> bool:
-    """The filter semantics of ``repo.asset_filters`` and ``asset_conditions``, restated."""
+    """The filter semantics of ``assets_repo.asset_filters`` and ``asset_conditions``, restated."""
     folder = library.folders[asset_id]
     wanted = filters.folder_prefix
     if wanted is not None:
@@ -368,7 +369,9 @@ def test_sync_repairs_missing_and_extra_points(
     report = store.sync()
     assert (report.added, report.removed, report.total) == (5, 5, len(library.vectors))
     with sessions() as s:
-        assert {int(i) for i in store._held_ids()} == {int(i) for i in repo.embedding_ids(s, MODEL)}
+        assert {int(i) for i in store._held_ids()} == {
+            int(i) for i in embeddings_repo.embedding_ids(s, MODEL)
+        }
     assert_searches_match(store, library, SearchFilters(folder="a", include_subfolders=False))
     report = store.sync()
     assert (report.added, report.removed) == (0, 0)

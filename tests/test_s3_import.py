@@ -283,10 +283,10 @@ def test_cli_indexes_a_bucket_in_place_and_a_rerun_adds_nothing(
     assert settings.data_dir == Path(env["VIEWFINDER_DATA_DIR"])
     services = Services.build(settings, with_library=True)
     try:
-        from viewfinder.db import repository as repo
+        from viewfinder.db import assets as assets_repo
 
         with services.require_library().sessions() as session:
-            assets = repo.list_assets(session)
+            assets = assets_repo.list_assets(session)
     finally:
         services.close()
     assert {(a.original_uri, a.folder) for a in assets} == {
@@ -348,9 +348,9 @@ def test_duplicates_copies_limits_and_changed_objects(
     assert lib.buckets.ingest(parse_s3_url(f"s3://{bucket}/c"), copy=True).existing == 1
     assert "get_object" not in recording.calls
     with lib.sessions() as session:
-        from viewfinder.db import repository as repo
+        from viewfinder.db import assets as assets_repo
 
-        stored = repo.list_assets(session, folder="imported/c")
+        stored = assets_repo.list_assets(session, folder="imported/c")
     assert [(a.original_uri, a.source_url) for a in stored] == [
         (None, f"s3://{bucket}/c/copied.jpeg")
     ]

@@ -19,7 +19,7 @@ from PIL import Image
 from tests.conftest import make_settings
 from viewfinder.api.app import create_app
 from viewfinder.container import Services
-from viewfinder.db import repository as repo
+from viewfinder.db import assets as assets_repo
 from viewfinder.db.models import Asset
 
 SEARCH_BY_IMAGE = "/api/demo_backend_v2/image_search/search_by_image"
@@ -77,7 +77,7 @@ def test_get_images_lists_every_image_beyond_one_page(app: tuple[TestClient, Ser
                 width=2,
                 height=2,
             )
-            repo.add_asset(session, asset, ())
+            assets_repo.add_asset(session, asset, ())
     listed = client.get("/images")
     assert listed.status_code == 200
     ids = [image["id"] for image in listed.json()]

@@ -17,7 +17,7 @@ from sqlalchemy import Engine, insert
 from sqlalchemy.orm import Session, sessionmaker
 
 from tests.db_fixtures import face_row
-from viewfinder.db import repository as repo
+from viewfinder.db import embeddings as embeddings_repo
 from viewfinder.db.engine import make_engine, make_session_factory
 from viewfinder.db.models import Asset, AssetTask, Collection, CollectionMember, Person
 from viewfinder.library.filters import SearchFilters, asset_conditions
@@ -89,7 +89,7 @@ def _load(sessions: sessionmaker[Session]) -> Library:
             ],
         )
         for n in range(N):
-            repo.put_embedding(s, n + 1, MODEL, vectors[n])
+            embeddings_repo.put_embedding(s, n + 1, MODEL, vectors[n])
         s.add_all([Person(id=p, name=f"p{p}", name_key=f"p{p}") for p in (1, 2)])
         s.add(Collection(id=1, name="c1"))
         s.flush()

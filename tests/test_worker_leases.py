@@ -20,7 +20,8 @@ from PIL import Image
 from sqlalchemy.orm import Session, sessionmaker
 
 from tests.worker_crash_child import KIND, LEASE_S
-from viewfinder.db import repository as repo
+from viewfinder.db import assets as assets_repo
+from viewfinder.db import tasks as tasks_repo
 from viewfinder.db.models import Asset, AssetTask
 from viewfinder.library.processing import TaskWorker
 from viewfinder.storage.blobs import LocalBlobStore, original_key
@@ -51,7 +52,7 @@ def add_images(sessions: sessionmaker[Session], blobs: LocalBlobStore, count: in
                 width=8,
                 height=8,
             )
-            ids.append(repo.add_asset(s, asset, [KIND]).id)
+            ids.append(assets_repo.add_asset(s, asset, [KIND]).id)
     return ids
 
 
@@ -108,7 +109,7 @@ def test_a_live_worker_takes_back_the_claims_of_a_dead_one(
     blobs = LocalBlobStore(tmp_path / "blobs")
     ids = add_images(sessions, blobs, 5)
     with sessions.begin() as s:  # a worker claims everything, then dies: it never renews
-        repo.claim_tasks(s, KIND, "dead-host:1/abc", 10)
+        tasks_repo.claim_tasks(s, KIND, "dead-host:1/abc", 10)
     processor = RecordingProcessor()
     live = worker(sessions, blobs, processor)
     live.start(threads=1, orphan_lease_s=3600)  # at start the dead claims are still fresh
@@ -159,7 +160,7 @@ def test_stop_hands_back_what_it_holds(sessions: sessionmaker[Session], tmp_path
     add_images(sessions, blobs, 2)
     leaving = worker(sessions, blobs, RecordingProcessor())
     with sessions.begin() as s:  # a claim of this process that no thread will finish
-        repo.claim_tasks(s, KIND, f"{leaving.name}/lost", 10)
+        tasks_repo.claim_tasks(s, KIND, f"{leaving.name}/lost", 10)
     leaving.stop()
     assert set(states(sessions).values()) == {("pending", 0, None)}
 
@@ -195,7 +196,7 @@ def test_a_task_that_kills_its_worker_is_isolated_and_parked(
     final = states(sessions)
     assert final[poison][:2] == ("failed", 3)
     with sessions() as s:
-        task = repo.task_state(s, poison, KIND)
+        task = tasks_repo.task_state(s, poison, KIND)
         assert task is not None
         assert task.last_error is not None
         assert "stopped while processing it" in task.last_error

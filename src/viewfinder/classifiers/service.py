@@ -23,7 +23,7 @@ from viewfinder.classifiers.training import (
     train_collection,
 )
 from viewfinder.db import collections as collections_repo
-from viewfinder.db import repository as repo
+from viewfinder.db import embeddings as embeddings_repo
 from viewfinder.errors import InvalidInputError
 from viewfinder.imaging.fetch import FetchPolicy, fetch_image_bytes
 from viewfinder.library.processing import CLIP_MODEL
@@ -71,7 +71,7 @@ class ClassifierTrainer:
 
     def library_sets(self, collection_ids: Sequence[int] | None = None) -> list[TrainingSet]:
         with self._sessions() as session:
-            chunks = list(repo.iter_embeddings(session, CLIP_MODEL))
+            chunks = list(embeddings_repo.iter_embeddings(session, CLIP_MODEL))
             listed = collections_repo.list_collections(session)
             wanted = [c for c, _ in listed if collection_ids is None or c.id in collection_ids]
             missing = set(collection_ids or []) - {c.id for c in wanted}

@@ -20,13 +20,33 @@ db_app = typer.Typer(no_args_is_help=True, help="The metadata database.")
 
 
 @db_app.command("upgrade")
-def db_upgrade() -> None:
+def db_upgrade(
+    sql: Annotated[
+        bool,
+        typer.Option(
+            "--sql", help="Print the SQL instead of running it, for a DBA (PostgreSQL only)."
+        ),
+    ] = False,
+) -> None:
     """Migrate the database (VIEWFINDER_DATABASE_URL / DATABASE_URL, or the embedded SQLite)."""
+    from sqlalchemy.engine import make_url
+
     from viewfinder.db.engine import make_engine, normalize_url, sqlite_url_for
-    from viewfinder.db.migrate import current_revision, upgrade
+    from viewfinder.db.migrate import current_revision, upgrade, upgrade_sql
 
     settings = load_settings()
-    engine = make_engine(normalize_url(settings.database_url or sqlite_url_for(settings.data_dir)))
+    url = normalize_url(settings.database_url or sqlite_url_for(settings.data_dir))
+    if sql:
+        if make_url(url).get_backend_name() == "sqlite":
+            raise fail(
+                InvalidInputError(
+                    "--sql prints PostgreSQL migrations; SQLite is migrated in place "
+                    "(its table rebuilds need the live database)"
+                )
+            )
+        typer.echo(upgrade_sql(url))
+        return
+    engine = make_engine(url)
     try:
         upgrade(engine)
         typer.echo(f"database at revision {current_revision(engine)}")

@@ -90,12 +90,12 @@ def vectors_sync() -> None:
 @vectors_app.command("status")
 def vectors_status() -> None:
     """How many vectors the store holds beside how many embeddings the database has."""
-    from viewfinder.db import repository as repo
+    from viewfinder.db import embeddings as embeddings_repo
     from viewfinder.library.processing import CLIP_MODEL
 
     with command_library() as library:
         with library.sessions() as session:
-            stored = repo.count_embeddings(session, CLIP_MODEL)
+            stored = embeddings_repo.count_embeddings(session, CLIP_MODEL)
         held = library.index.count() if library.index.shared else None  # no index loaded
     where = f"{held} vectors" if held is not None else "loaded by each server at start"
     typer.echo(f"{library.index.kind}: {where}; {stored} embeddings in the database")

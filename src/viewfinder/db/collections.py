@@ -24,10 +24,6 @@ def get_collection(s: Session, collection_id: int) -> Collection | None:
     return s.get(Collection, collection_id)
 
 
-def get_collection_by_name(s: Session, name: str) -> Collection | None:
-    return s.scalars(select(Collection).where(Collection.name == name)).one_or_none()
-
-
 def list_collections(s: Session) -> list[tuple[Collection, int]]:
     """Every collection with its member count, ordered by id."""
     counts = (

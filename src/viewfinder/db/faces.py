@@ -11,7 +11,7 @@ from sqlalchemy import ColumnElement, delete, exists, func, insert, select
 from sqlalchemy.orm import Session
 
 from viewfinder.db.models import Asset, AssetTask, Face, TaskState, utcnow
-from viewfinder.db.repository import IN_CHUNK
+from viewfinder.db.statements import IN_CHUNK
 from viewfinder.db.vectors import decode_vectors, encode_vector
 from viewfinder.models.types import BoxXYXY
 
@@ -148,11 +148,6 @@ def enqueue_missing_tasks(s: Session, kind: str, limit: int | None = None) -> in
             ],
         )
     return len(asset_ids)
-
-
-def decode_embedding(face: Face) -> NDArray[np.float32]:
-    """One stored face's embedding as a float32 vector."""
-    return np.asarray(decode_vectors([face.embedding], face.dim)[0], dtype=np.float32)
 
 
 def _face_filters(

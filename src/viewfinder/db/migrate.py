@@ -75,13 +75,6 @@ def upgrade_sql(url: str, revision: str = "head") -> str:
     return buffer.getvalue()
 
 
-def new_revision(engine_or_url: Engine | str, message: str, *, autogenerate: bool = True) -> None:
-    """Write a new revision script into the package (developer tool; needs a migrated database
-    to compare the models against when ``autogenerate`` is on)."""
-    with _PROCESS_LOCK, _engine(engine_or_url) as engine, engine.connect() as connection:
-        command.revision(alembic_config(connection), message=message, autogenerate=autogenerate)
-
-
 @contextmanager
 def _engine(engine_or_url: Engine | str) -> Iterator[Engine]:
     if isinstance(engine_or_url, Engine):

@@ -19,7 +19,7 @@ from PIL import Image
 from sqlalchemy.orm import Session, sessionmaker
 
 from viewfinder.db import faces as face_repo
-from viewfinder.db import repository as repo
+from viewfinder.db import tasks as tasks_repo
 from viewfinder.db.faces import NewFace
 from viewfinder.db.models import Face, TaskState
 from viewfinder.faces.align import align_face, as_rgb_array
@@ -192,7 +192,7 @@ def enqueue_backfill(sessions: sessionmaker[Session], limit: int | None = None) 
 def unsettled_faces_tasks(sessions: sessionmaker[Session]) -> int:
     """Faces tasks pending or running: the work a backfill run will wait for."""
     with sessions() as session:
-        counts = repo.task_counts(session, FACES_TASK)
+        counts = tasks_repo.task_counts(session, FACES_TASK)
     return counts[TaskState.PENDING] + counts[TaskState.RUNNING]
 
 
@@ -213,6 +213,6 @@ def run_backfill(
             on_progress(settled)
     worker.drain(timeout_s=float("inf"))
     with sessions() as session:
-        failed = repo.task_counts(session, FACES_TASK)[TaskState.FAILED]
+        failed = tasks_repo.task_counts(session, FACES_TASK)[TaskState.FAILED]
         stored = face_repo.count_faces(session)
     return BackfillReport(processed, failed, stored)

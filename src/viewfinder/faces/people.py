@@ -10,9 +10,9 @@ from typing import Any
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
+from viewfinder.db import assets as assets_repo
 from viewfinder.db import faces as faces_repo
 from viewfinder.db import people as repo
-from viewfinder.db import repository as asset_repo
 from viewfinder.db.models import Asset, Face, Person
 from viewfinder.db.people import MANUAL
 from viewfinder.errors import ConflictError, InvalidInputError, NotFoundError
@@ -211,7 +211,7 @@ class PeopleService:
 
     def faces_of_asset(self, asset_id: int) -> list[Face]:
         with self._sessions() as s:
-            if asset_repo.get_asset(s, asset_id) is None:
+            if assets_repo.get_asset(s, asset_id) is None:
                 raise NotFoundError(f"asset {asset_id} does not exist")
             return faces_repo.faces_of_asset(s, asset_id)
 

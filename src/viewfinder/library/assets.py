@@ -12,7 +12,8 @@ from typing import Literal
 
 from sqlalchemy.orm import Session, sessionmaker
 
-from viewfinder.db import repository as repo
+from viewfinder.db import assets as assets_repo
+from viewfinder.db import tasks as tasks_repo
 from viewfinder.db.models import Asset
 from viewfinder.errors import NotFoundError
 from viewfinder.library.processing import EMBED_TASK
@@ -54,7 +55,7 @@ class AssetService:
         with self._sessions() as s:
             for asset_id in asset_ids:
                 asset = self._asset(s, asset_id)
-                task = repo.task_state(s, asset_id, EMBED_TASK)
+                task = tasks_repo.task_state(s, asset_id, EMBED_TASK)
                 views.append(AssetView(asset, {EMBED_TASK: task.state} if task else {}))
         return views
 
@@ -69,7 +70,7 @@ class AssetService:
     ) -> tuple[list[Asset], int]:
         """A page of the assets matching the filters (by id), and how many match in all."""
         with self._sessions() as s:
-            items = repo.list_assets(
+            items = assets_repo.list_assets(
                 s,
                 limit=limit,
                 offset=offset,
@@ -78,7 +79,7 @@ class AssetService:
                 captured_from=captured_from,
                 captured_to=captured_to,
             )
-            total = repo.count_assets(
+            total = assets_repo.count_assets(
                 s,
                 folder=folder,
                 include_subfolders=include_subfolders,
@@ -115,15 +116,15 @@ class AssetService:
 
     def folders(self) -> list[str]:
         with self._sessions() as s:
-            return repo.folders(s)
+            return assets_repo.folders(s)
 
     def processing_counts(self, kind: str = EMBED_TASK) -> dict[str, int]:
         with self._sessions() as s:
-            return repo.task_counts(s, kind)
+            return tasks_repo.task_counts(s, kind)
 
     @staticmethod
     def _asset(s: Session, asset_id: int) -> Asset:
-        asset = repo.get_asset(s, asset_id)
+        asset = assets_repo.get_asset(s, asset_id)
         if asset is None:
             raise NotFoundError(f"asset {asset_id} does not exist")
         return asset

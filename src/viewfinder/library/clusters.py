@@ -9,7 +9,7 @@ from dataclasses import dataclass
 import numpy as np
 from sqlalchemy.orm import Session, sessionmaker
 
-from viewfinder.db import repository as repo
+from viewfinder.db import embeddings as embeddings_repo
 from viewfinder.index import digest_ids
 from viewfinder.library.processing import CLIP_MODEL
 
@@ -33,7 +33,7 @@ class ClusterService:
 
     def clusters(self) -> list[Cluster]:
         with self._sessions() as session:
-            chunks = list(repo.iter_embeddings(session, CLIP_MODEL))
+            chunks = list(embeddings_repo.iter_embeddings(session, CLIP_MODEL))
         if not chunks:
             return []
         ids = np.concatenate([c[0] for c in chunks])

@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 from sqlalchemy.orm import Session, sessionmaker
 
-from viewfinder.db import repository as repo
+from viewfinder.db import assets as assets_repo
 from viewfinder.db.content_lock import lock_content
 from viewfinder.errors import NotFoundError
 from viewfinder.library.stores import VectorStore
@@ -17,11 +17,11 @@ def delete_asset(
     sessions: sessionmaker[Session], index: VectorStore, blobs: BlobStore, asset_id: int
 ) -> None:
     with sessions.begin() as session:
-        asset = repo.get_asset(session, asset_id)
+        asset = assets_repo.get_asset(session, asset_id)
         if asset is None:
             raise NotFoundError(f"asset {asset_id} does not exist")
         sha = asset.sha256
-        repo.delete_asset(session, asset_id)
+        assets_repo.delete_asset(session, asset_id)
     index.remove(np.array([asset_id], dtype=np.int64))
     remove_unreferenced_blobs(sessions, blobs, sha)
 
@@ -31,7 +31,7 @@ def remove_unreferenced_blobs(sessions: sessionmaker[Session], blobs: BlobStore,
     A crash part way leaves blobs without a row, which the same bytes reuse or rewrite."""
     with sessions.begin() as session:
         lock_content(session, sha)
-        if repo.get_asset_by_sha(session, sha) is not None:
+        if assets_repo.get_asset_by_sha(session, sha) is not None:
             return False  # uploaded again since the row was deleted: the blobs are its files
         for key in (original_key(sha), thumbnail_key(sha), preview_key(sha)):
             blobs.delete(key)

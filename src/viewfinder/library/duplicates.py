@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import numpy as np
 from sqlalchemy.orm import Session, sessionmaker
 
-from viewfinder.db import repository as repo
+from viewfinder.db import embeddings as embeddings_repo
 from viewfinder.library.processing import CLIP_MODEL
 from viewfinder.library.stores import VectorStore
 
@@ -39,7 +39,7 @@ class DuplicateFinder:
             return x
 
         with self._sessions() as session:
-            chunks = list(repo.iter_embeddings(session, CLIP_MODEL))
+            chunks = list(embeddings_repo.iter_embeddings(session, CLIP_MODEL))
         for ids, vectors in chunks:
             for asset_id, vector in zip(ids.tolist(), vectors, strict=True):
                 for hit in self._index.search(vector, NEIGHBOURS):

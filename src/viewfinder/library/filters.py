@@ -14,7 +14,7 @@ from numpy.typing import NDArray
 from sqlalchemy import ColumnElement, func, select
 from sqlalchemy.orm import Session
 
-from viewfinder.db import repository as repo
+from viewfinder.db import assets as assets_repo
 from viewfinder.db.models import Asset, CollectionMember, Face
 
 
@@ -40,7 +40,7 @@ class SearchFilters:
 
 def asset_conditions(filters: SearchFilters) -> list[ColumnElement[bool]]:
     """WHERE conditions on ``Asset`` selecting the assets these filters allow."""
-    conditions = repo.asset_filters(
+    conditions = assets_repo.asset_filters(
         filters.folder, filters.include_subfolders, filters.captured_from, filters.captured_to
     )
     if filters.person_ids:
@@ -65,8 +65,3 @@ def matching_ids(session: Session, filters: SearchFilters) -> NDArray[np.int64]:
     stmt = select(Asset.id).where(*asset_conditions(filters)).order_by(Asset.id)
     result = session.connection().execute(stmt)
     return np.fromiter((row[0] for row in result), dtype=np.int64)
-
-
-def count_matching(session: Session, filters: SearchFilters) -> int:
-    stmt = select(func.count()).select_from(Asset).where(*asset_conditions(filters))
-    return int(session.scalar(stmt) or 0)

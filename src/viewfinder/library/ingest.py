@@ -19,7 +19,7 @@ from pathlib import Path, PurePosixPath
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
-from viewfinder.db import repository as repo
+from viewfinder.db import assets as assets_repo
 from viewfinder.db.content_lock import lock_content
 from viewfinder.db.models import Asset
 from viewfinder.errors import InvalidInputError, TooLargeError, ViewfinderError
@@ -147,7 +147,7 @@ class IngestService:
 
     def _existing(self, sha: str) -> Asset | None:
         with self._sessions() as session:
-            return repo.get_asset_by_sha(session, sha)
+            return assets_repo.get_asset_by_sha(session, sha)
 
     def _prepare(self, data: bytes, sha: str, filename: str) -> PreparedImage:
         """Everything an asset needs, computed in memory; raises before anything is written."""
@@ -199,10 +199,10 @@ class IngestService:
                 for key, data in files:
                     if not self._blobs.exists(key):  # removed by a delete of the same bytes
                         self._blobs.put(key, data)
-                repo.add_asset(session, asset, self._task_kinds)
+                assets_repo.add_asset(session, asset, self._task_kinds)
         except IntegrityError:  # the same bytes arrived concurrently: theirs won
             with self._sessions() as session:
-                winner = repo.get_asset_by_sha(session, sha)
+                winner = assets_repo.get_asset_by_sha(session, sha)
             if winner is None:
                 raise
             return IngestResult(winner, created=False)

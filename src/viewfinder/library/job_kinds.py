@@ -10,7 +10,8 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from viewfinder.db import repository as repo
+from viewfinder.db import assets as assets_repo
+from viewfinder.db import tasks as tasks_repo
 from viewfinder.faces.dual_mode import DualOptions
 from viewfinder.library.ingest import FolderReport
 from viewfinder.library.jobs import JobHandler, Progress
@@ -78,10 +79,12 @@ def reindex(lib: Library, params: dict[str, Any], progress: Progress) -> dict[st
         report = lib.index.sync()
         return {"added": report.added, "removed": report.removed, "total": report.total}
     with lib.sessions() as session:
-        ids = repo.asset_ids_matching(session)
+        ids = assets_repo.asset_ids_matching(session)
     for start in range(0, len(ids), REINDEX_CHUNK):
         with lib.sessions.begin() as session:
-            repo.enqueue_tasks(session, ids[start : start + REINDEX_CHUNK].tolist(), EMBED_TASK)
+            tasks_repo.enqueue_tasks(
+                session, ids[start : start + REINDEX_CHUNK].tolist(), EMBED_TASK
+            )
         lib.worker.wake()
         progress(min(start + REINDEX_CHUNK, len(ids)), 0, len(ids))
     return {"queued": len(ids)}

@@ -37,7 +37,7 @@ from typing import Any, Generic, TypeVar
 
 from sqlalchemy.orm import Session, sessionmaker
 
-from viewfinder.db import repository as repo
+from viewfinder.db import jobs as jobs_repo
 from viewfinder.db.models import Job, utcnow
 from viewfinder.errors import NotFoundError, ViewfinderError
 
@@ -111,13 +111,13 @@ class JobRunner(Generic[C]):
         if kind not in self._handlers:
             raise ValueError(f"unknown job kind {kind!r}; known: {sorted(self._handlers)}")
         with self._sessions.begin() as session:
-            job = repo.create_job(session, kind, params)
+            job = jobs_repo.create_job(session, kind, params)
         self._wake.set()
         return job
 
     def get(self, job_id: str) -> Job:
         with self._sessions() as session:
-            job = repo.get_job(session, job_id)
+            job = jobs_repo.get_job(session, job_id)
         if job is None:
             raise NotFoundError(f"job {job_id} does not exist")
         return job
@@ -125,7 +125,7 @@ class JobRunner(Generic[C]):
     def recent(self, kind: str | None = None) -> list[Job]:
         """The latest jobs (of ``kind``), newest first."""
         with self._sessions() as session:
-            return repo.list_jobs(session, kind=kind)
+            return jobs_repo.list_jobs(session, kind=kind)
 
     # --- running ------------------------------------------------------------------------------
 
@@ -136,7 +136,7 @@ class JobRunner(Generic[C]):
             return False
         token = f"{self.name}/{next(self._claims)}"
         with self._sessions.begin() as session:
-            job = repo.claim_job(session, self.kinds, token)
+            job = jobs_repo.claim_job(session, self.kinds, token)
             if job is None:
                 return False
             claim = _Claim(job.id, job.kind, dict(job.params), token)
@@ -146,7 +146,7 @@ class JobRunner(Generic[C]):
                 self._running[claim.token] = claim
         if stopping:
             with self._sessions.begin() as session:
-                repo.release_job(session, claim.job_id, claim.token)
+                jobs_repo.release_job(session, claim.job_id, claim.token)
             return False
         beats = threading.Thread(
             target=self._beat, args=(claim,), name=f"job-heartbeat-{claim.job_id[:8]}", daemon=True
@@ -167,7 +167,7 @@ class JobRunner(Generic[C]):
 
         def progress(done: int, failed: int, total: int) -> None:
             with self._sessions.begin() as session:
-                held = repo.heartbeat_job(
+                held = jobs_repo.heartbeat_job(
                     session, claim.job_id, claim.token, done=done, failed=failed, total=total
                 )
             if not held:
@@ -182,7 +182,7 @@ class JobRunner(Generic[C]):
             self._fail(claim, exc)
             return
         with self._sessions.begin() as session:
-            recorded = repo.finish_job(session, claim.job_id, claim.token, result)
+            recorded = jobs_repo.finish_job(session, claim.job_id, claim.token, result)
         if recorded:
             log.info("job %s (%s) done", claim.job_id, claim.kind)
         else:
@@ -196,7 +196,7 @@ class JobRunner(Generic[C]):
             log.exception("job %s (%s) failed", claim.job_id, claim.kind)
         attempts = 1 if expected else self._max_attempts
         with self._sessions.begin() as session:
-            state = repo.fail_job(session, claim.job_id, claim.token, str(exc), attempts)
+            state = jobs_repo.fail_job(session, claim.job_id, claim.token, str(exc), attempts)
         if state is not None and state != "failed":
             log.info("job %s will be tried again", claim.job_id)
             self._wake.set()
@@ -206,7 +206,7 @@ class JobRunner(Generic[C]):
         while not claim.finished.wait(self._lease_s / 4):
             try:
                 with self._sessions.begin() as session:
-                    if not repo.heartbeat_job(session, claim.job_id, claim.token):
+                    if not jobs_repo.heartbeat_job(session, claim.job_id, claim.token):
                         return
             except Exception:
                 log.warning("job %s: heartbeat failed", claim.job_id, exc_info=True)
@@ -220,7 +220,7 @@ class JobRunner(Generic[C]):
         lease = self._lease_s if lease_s is None else lease_s
         older_than = utcnow() - timedelta(seconds=lease)
         with self._sessions.begin() as session:
-            requeued, failed = repo.requeue_stale_jobs(session, older_than, self._max_attempts)
+            requeued, failed = jobs_repo.requeue_stale_jobs(session, older_than, self._max_attempts)
         if requeued or failed:
             log.warning("jobs of dead workers: %d requeued, %d failed", requeued, failed)
             self._wake.set()
@@ -254,7 +254,7 @@ class JobRunner(Generic[C]):
             unfinished = list(self._running.values())
         for claim in unfinished:
             with self._sessions.begin() as session:
-                if repo.release_job(session, claim.job_id, claim.token):
+                if jobs_repo.release_job(session, claim.job_id, claim.token):
                     log.warning("job %s (%s) handed back unfinished", claim.job_id, claim.kind)
         abandoned = {claim.thread for claim in unfinished}  # daemons, still in their handlers
         for thread in self._threads:

@@ -22,7 +22,9 @@ from PIL import Image
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from viewfinder.db import repository as repo
+from viewfinder.db import assets as assets_repo
+from viewfinder.db import embeddings as embeddings_repo
+from viewfinder.db import tasks as tasks_repo
 from viewfinder.db.models import Asset, TaskState
 from viewfinder.errors import ModelUnavailableError, OverloadedError
 from viewfinder.imaging.budget import DEFAULT_DECODE_PIXEL_BUDGET, decode_budget
@@ -101,7 +103,7 @@ class EmbeddingProcessor:
         }
 
     def store(self, session: Session, asset_id: int, result: Any) -> None:
-        repo.put_embedding(session, asset_id, CLIP_MODEL, result)
+        embeddings_repo.put_embedding(session, asset_id, CLIP_MODEL, result)
         self._index.write(session, np.array([asset_id], dtype=np.int64), result[np.newaxis, :])
 
     def after_commit(self, results: dict[int, Any]) -> None:
@@ -185,15 +187,17 @@ class TaskWorker:
         (the first image always stays, however big)."""
         claimant = f"{self.name}/{uuid.uuid4().hex[:8]}"
         with self._sessions.begin() as session:
-            claimed = repo.claim_tasks(session, self.kind, claimant, self._batch_size)
+            claimed = tasks_repo.claim_tasks(session, self.kind, claimant, self._batch_size)
             retried = [i for i, attempts in claimed.items() if attempts > 0]
             if retried and len(claimed) > 1:
                 alone = retried[0]
-                repo.release_tasks(session, self.kind, claimant, [i for i in claimed if i != alone])
+                tasks_repo.release_tasks(
+                    session, self.kind, claimant, [i for i in claimed if i != alone]
+                )
                 claimed = {alone: claimed[alone]}
             fitting = self._fitting(session, claimed)
             if len(fitting) < len(claimed):
-                repo.release_tasks(
+                tasks_repo.release_tasks(
                     session, self.kind, claimant, [i for i in claimed if i not in fitting]
                 )
                 claimed = {i: claimed[i] for i in fitting}
@@ -207,7 +211,7 @@ class TaskWorker:
             # Nothing was stored: the tasks go back now, not after a lease expires. (A worker
             # killed outright cannot do this; its lease expiring does it, counting an attempt.)
             with self._sessions.begin() as session:
-                repo.release_tasks(session, self.kind, claimant)
+                tasks_repo.release_tasks(session, self.kind, claimant)
             raise
         return len(claimed)
 
@@ -246,7 +250,7 @@ class TaskWorker:
         with self._sessions.begin() as session:
             # Missing from ``done``: the asset was deleted meanwhile (its task went with it) or
             # the claim was lost; either way there is nothing to store.
-            done = set(repo.complete_tasks(session, list(results), self.kind, claimant))
+            done = set(tasks_repo.complete_tasks(session, list(results), self.kind, claimant))
             for asset_id in list(results):
                 if asset_id in done:
                     self.processor.store(session, asset_id, results[asset_id])
@@ -254,7 +258,7 @@ class TaskWorker:
                     del results[asset_id]
             for asset_id, error in errors.items():
                 try:
-                    state = repo.fail_task(
+                    state = tasks_repo.fail_task(
                         session, asset_id, self.kind, error, self._max_attempts, claimant
                     )
                 except LookupError:
@@ -289,7 +293,7 @@ class TaskWorker:
             while not done.wait(self.lease_s / 3):
                 try:
                     with self._sessions.begin() as session:
-                        repo.renew_claims(session, self.kind, claimant)
+                        tasks_repo.renew_claims(session, self.kind, claimant)
                 except Exception:
                     log.warning("could not renew the lease of %s", claimant, exc_info=True)
 
@@ -303,7 +307,7 @@ class TaskWorker:
 
     def _load(self, asset_ids: Sequence[int]) -> tuple[dict[int, Image.Image], dict[int, str]]:
         with self._sessions() as session:
-            found = repo.original_refs(session, asset_ids)
+            found = assets_repo.original_refs(session, asset_ids)
         images: dict[int, Image.Image] = {}
         errors: dict[int, str] = {}
         for asset_id in asset_ids:
@@ -325,10 +329,10 @@ class TaskWorker:
     def recover(self, lease_s: float) -> int:
         """Take back tasks whose worker died: those whose lease was last renewed more than
         ``lease_s`` ago (0: every running task, right for the embedded single process at
-        start). Each counts as an attempt (see ``repo.requeue_stale``)."""
+        start). Each counts as an attempt (see ``tasks_repo.requeue_stale``)."""
         with self._sessions.begin() as session:
             older_than = datetime.now(UTC) - timedelta(seconds=lease_s)
-            return repo.requeue_stale(session, self.kind, older_than, self._max_attempts)
+            return tasks_repo.requeue_stale(session, self.kind, older_than, self._max_attempts)
 
     def start(self, threads: int = 1, orphan_lease_s: float = 0.0) -> None:
         """Start ``threads`` claiming threads, after taking back the tasks of dead workers
@@ -359,7 +363,7 @@ class TaskWorker:
             thread.join()
         self._threads.clear()
         with self._sessions.begin() as session:
-            handed_back = repo.release_worker(session, self.kind, self.name)
+            handed_back = tasks_repo.release_worker(session, self.kind, self.name)
         if handed_back:
             log.info("handed back %d %s tasks", handed_back, self.kind)
 
@@ -369,7 +373,7 @@ class TaskWorker:
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             with self._sessions() as session:
-                counts = repo.task_counts(session, self.kind)
+                counts = tasks_repo.task_counts(session, self.kind)
             if counts[TaskState.PENDING] == 0 and counts[TaskState.RUNNING] == 0:
                 return True
             if self._threads:

@@ -11,7 +11,8 @@ from numpy.typing import NDArray
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from viewfinder.db import repository as repo
+from viewfinder.db import assets as assets_repo
+from viewfinder.db import embeddings as embeddings_repo
 from viewfinder.db.models import Asset
 from viewfinder.errors import InvalidInputError, NotFoundError
 from viewfinder.imaging.decode import EMBED_MIN_SIDE, decode_image
@@ -65,9 +66,9 @@ class SearchService:
 
     def asset_vector(self, asset_id: int) -> NDArray[np.float32]:
         with self._sessions() as session:
-            if repo.get_asset(session, asset_id) is None:
+            if assets_repo.get_asset(session, asset_id) is None:
                 raise NotFoundError(f"asset {asset_id} does not exist")
-            vectors = repo.get_embeddings(session, CLIP_MODEL, [asset_id])
+            vectors = embeddings_repo.get_embeddings(session, CLIP_MODEL, [asset_id])
         if asset_id not in vectors:
             raise InvalidInputError(f"asset {asset_id} is not embedded yet; retry when processed")
         return vectors[asset_id]
@@ -138,7 +139,7 @@ class SearchService:
                 )
                 boosts = {i: b for i, b in boosts.items() if i in permitted}
             extra = [i for i in boosts if i not in similarity]
-            vectors = repo.get_embeddings(session, CLIP_MODEL, extra) if extra else {}
+            vectors = embeddings_repo.get_embeddings(session, CLIP_MODEL, extra) if extra else {}
         for asset_id, vector in vectors.items():
             similarity[asset_id] = float(np.dot(vector, query))
         return {i: b for i, b in boosts.items() if i in similarity}

@@ -17,7 +17,7 @@ import numpy as np
 from numpy.typing import NDArray
 from sqlalchemy.orm import Session, sessionmaker
 
-from viewfinder.db import repository as repo
+from viewfinder.db import embeddings as embeddings_repo
 from viewfinder.index import Hit, IndexKind, IndexLoadError, VectorIndex, create_index, load_index
 
 log = logging.getLogger(__name__)
@@ -67,12 +67,12 @@ class LibraryIndex:
 
     def _db_dim(self) -> int | None:
         with self._sessions() as session:
-            return repo.embedding_dim(session, self.model)
+            return embeddings_repo.embedding_dim(session, self.model)
 
     def reconcile(self) -> tuple[int, int]:
         """Add what the database has and the index lacks; remove what the database lost."""
         with self._sessions() as session:
-            db_ids = repo.embedding_ids(session, self.model)
+            db_ids = embeddings_repo.embedding_ids(session, self.model)
         index = self._index
         if index is None:
             return 0, 0
@@ -82,7 +82,7 @@ class LibraryIndex:
         for start in range(0, len(missing), RECONCILE_CHUNK):
             chunk = [int(i) for i in missing[start : start + RECONCILE_CHUNK]]
             with self._sessions() as session:
-                vectors = repo.get_embeddings(session, self.model, chunk)
+                vectors = embeddings_repo.get_embeddings(session, self.model, chunk)
             ids = np.fromiter(vectors.keys(), dtype=np.int64, count=len(vectors))
             if len(ids):
                 index.add(ids, np.stack(list(vectors.values())))

@@ -40,8 +40,8 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.types import UserDefinedType
 
+from viewfinder.db import embeddings as embeddings_repo
 from viewfinder.db import pgvector_schema as schema
-from viewfinder.db import repository as repo
 from viewfinder.db.models import Asset
 from viewfinder.errors import StorageError
 from viewfinder.index import Hit
@@ -172,11 +172,11 @@ class PgvectorStore:
 
     def _db_dim(self) -> int | None:
         with self._sessions() as session:
-            return repo.embedding_dim(session, self.model)
+            return embeddings_repo.embedding_dim(session, self.model)
 
     def _counts(self) -> tuple[int, int]:
         with self._sessions() as session:
-            stored = repo.count_embeddings(session, self.model)
+            stored = embeddings_repo.count_embeddings(session, self.model)
             indexed = session.execute(
                 text("SELECT count(*) FROM vector_embeddings WHERE model = :m"), {"m": self.model}
             ).scalar()
@@ -302,7 +302,7 @@ class PgvectorStore:
                 ).scalars(),
                 dtype=np.int64,
             )
-            stored = repo.embedding_ids(session, self.model)
+            stored = embeddings_repo.embedding_ids(session, self.model)
         missing = np.setdiff1d(stored, present)
         # Filling an empty store: build the index once over the loaded rows, about twice as
         # fast as inserting every row into the graph (100k x 512 here: 162 s against 340 s).
@@ -311,7 +311,7 @@ class PgvectorStore:
         for start in range(0, len(missing), SYNC_CHUNK):
             chunk = [int(i) for i in missing[start : start + SYNC_CHUNK]]
             with self._sessions() as session:
-                vectors = repo.get_embeddings(session, self.model, chunk)
+                vectors = embeddings_repo.get_embeddings(session, self.model, chunk)
             if not vectors:
                 continue
             ids = np.fromiter(vectors.keys(), dtype=np.int64, count=len(vectors))

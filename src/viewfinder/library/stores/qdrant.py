@@ -26,7 +26,8 @@ from numpy.typing import NDArray
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from viewfinder.db import repository as repo
+from viewfinder.db import embeddings as embeddings_repo
+from viewfinder.db import statements
 from viewfinder.db.models import Asset
 from viewfinder.errors import StorageError
 from viewfinder.index import Hit
@@ -98,7 +99,7 @@ class QdrantStore:
 
     def open(self) -> None:
         with self._sessions() as session:
-            expected = repo.count_embeddings(session, self.model)
+            expected = embeddings_repo.count_embeddings(session, self.model)
         # A count is the cheap check; ``sync`` compares the ids themselves.
         if self.count() != expected:
             self.sync()
@@ -168,8 +169,8 @@ class QdrantStore:
             # would list its freshly added point as "extra" and delete it.
             held = self._held_ids()
             with self._sessions() as session:
-                wanted = repo.embedding_ids(session, self.model)
-                dim = repo.embedding_dim(session, self.model) if wanted.size else None
+                wanted = embeddings_repo.embedding_ids(session, self.model)
+                dim = embeddings_repo.embedding_dim(session, self.model) if wanted.size else None
             if dim is not None:
                 if self._known_dim() not in (None, dim):
                     # The model's vectors changed size: every point is unusable.
@@ -183,7 +184,7 @@ class QdrantStore:
             for start in range(0, missing.size, WRITE_CHUNK):
                 chunk = [int(i) for i in missing[start : start + WRITE_CHUNK]]
                 with self._sessions() as session:
-                    found = repo.get_embeddings(session, self.model, chunk)
+                    found = embeddings_repo.get_embeddings(session, self.model, chunk)
                 if found:
                     vectors = np.stack(list(found.values()))
                     ids, rows = as_upsert_batch(list(found), vectors, vectors.shape[1])
@@ -335,7 +336,7 @@ class QdrantStore:
 def folder_path(folder: str) -> list[str]:
     """The folders a "with subfolders" filter may name to include ``folder``: itself and every
     prefix that ends just before a "/" ("a/b/c" -> "a", "a/b", "a/b/c"), which is the prefix
-    comparison of ``repo.asset_filters``."""
+    comparison of ``assets_repo.asset_filters``."""
     return [folder[:i] for i, char in enumerate(folder) if char == "/"] + [folder]
 
 
@@ -343,9 +344,9 @@ def _payloads(session: Session, ids: NDArray[np.int64]) -> dict[int, dict[str, A
     """Each existing asset's payload, keyed by id."""
     payloads: dict[int, dict[str, Any]] = {}
     wanted = [int(i) for i in ids]
-    for start in range(0, len(wanted), repo.IN_CHUNK):
+    for start in range(0, len(wanted), statements.IN_CHUNK):
         stmt = select(Asset.id, Asset.folder, Asset.captured_at).where(
-            Asset.id.in_(wanted[start : start + repo.IN_CHUNK])
+            Asset.id.in_(wanted[start : start + statements.IN_CHUNK])
         )
         for asset_id, folder, captured_at in session.execute(stmt):
             payload: dict[str, Any] = {"folder": folder, "folder_path": folder_path(folder)}
