@@ -19,6 +19,8 @@ from PIL import Image
 from viewfinder.settings import Settings
 
 if TYPE_CHECKING:
+    from playwright.sync_api import Browser
+
     from viewfinder.container import Services
 
 pytest_plugins = ["tests.db_fixtures", "tests.s3_fixtures"]
@@ -143,3 +145,22 @@ def serve_env(tmp_path: Path, tiny_models: dict[str, Path], **extra: str) -> dic
         env[f"VIEWFINDER_{name.upper()}"] = str(getattr(settings, name))
     env.update(extra)
     return env
+
+
+CHROMIUM = Path("/usr/bin/chromium")
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Browser]:
+    """Debian's Chromium driven by Playwright (never a browser Playwright downloads); the test
+    is skipped, saying why, where either is missing."""
+    if not CHROMIUM.exists():
+        pytest.skip(f"{CHROMIUM} is absent (apt-get install chromium)")
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        pytest.skip("the playwright package is not installed (the dev extra)")
+    with sync_playwright() as playwright:
+        launched = playwright.chromium.launch(executable_path=str(CHROMIUM), args=["--no-sandbox"])
+        yield launched
+        launched.close()

@@ -5,18 +5,15 @@ by the app and nothing else, Swagger UI renders every operation of the OpenAPI d
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
 from html.parser import HTMLParser
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pytest
 from fastapi.testclient import TestClient
 
 if TYPE_CHECKING:
-    from playwright.sync_api import Route
+    from playwright.sync_api import Browser, Route
 
-CHROMIUM = Path("/usr/bin/chromium")
 ORIGIN = "http://viewfinder.test"
 TIMEOUT_MS = 30_000
 
@@ -70,26 +67,9 @@ def test_redoc_is_off_rather_than_loaded_from_a_cdn(client: TestClient) -> None:
     assert client.get("/redoc").status_code == 404
 
 
-@pytest.fixture(scope="module")
-def chromium() -> Iterator[object]:
-    if not CHROMIUM.exists():
-        pytest.skip(f"{CHROMIUM} is absent (apt-get install chromium)")
-    try:
-        from playwright.sync_api import sync_playwright
-    except ImportError:
-        pytest.skip("the playwright package is not installed (the dev extra)")
-    with sync_playwright() as playwright:
-        launched = playwright.chromium.launch(executable_path=str(CHROMIUM), args=["--no-sandbox"])
-        yield launched
-        launched.close()
-
-
 def test_swagger_ui_renders_every_operation_with_no_other_host(
-    chromium: object, client: TestClient
+    browser: Browser, client: TestClient
 ) -> None:
-    from playwright.sync_api import Browser
-
-    assert isinstance(chromium, Browser)
     elsewhere: list[str] = []
 
     def answer(route: Route) -> None:
@@ -102,7 +82,7 @@ def test_swagger_ui_renders_every_operation_with_no_other_host(
         served = client.get(url.removeprefix(ORIGIN))
         route.fulfill(status=served.status_code, headers=dict(served.headers), body=served.content)
 
-    context = chromium.new_context()
+    context = browser.new_context()
     try:
         page = context.new_page()
         page.set_default_timeout(TIMEOUT_MS)

@@ -20,7 +20,6 @@ from viewfinder.testing.server import wait_until_serving
 if TYPE_CHECKING:
     from playwright.sync_api import Browser, Page
 
-CHROMIUM = Path("/usr/bin/chromium")
 ROCKET = ("captioned_skimage", "rocket.jpg")
 CHELSEA = ("captioned_skimage", "chelsea.png")
 HORSE = ("captioned_skimage", "horse.png")
@@ -91,20 +90,6 @@ def test_path_tricks_under_static_leak_nothing(client: TestClient, path: str) ->
 
 
 # --- in a browser --------------------------------------------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    if not CHROMIUM.exists():
-        pytest.skip(f"{CHROMIUM} is absent (apt-get install chromium)")
-    try:
-        from playwright.sync_api import sync_playwright
-    except ImportError:
-        pytest.skip("the playwright package is not installed (the dev extra)")
-    with sync_playwright() as playwright:
-        launched = playwright.chromium.launch(executable_path=str(CHROMIUM), args=["--no-sandbox"])
-        yield launched
-        launched.close()
 
 
 @pytest.fixture(scope="module")
