@@ -20,11 +20,7 @@ import argparse
 import http.client
 import io
 import json
-import os
-import socket
 import statistics
-import subprocess
-import sys
 import tempfile
 import threading
 import time
@@ -43,7 +39,7 @@ from viewfinder.models.clip import ClipImageEncoder
 from viewfinder.runtime.device import FP32, select_device
 from viewfinder.settings import Settings
 from viewfinder.testing import checkpoints
-from viewfinder.testing.server import wait_until_serving
+from viewfinder.testing.server import ServeProcess
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared"
 PHOTO = SHARED / "data" / "faces_face_recognition" / "examples__obama-720p.jpg"
@@ -103,40 +99,7 @@ LATENCY_TASKS = [
 ]
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-class Server:
-    """``viewfinder serve`` in its own process on a loopback port, so the clients' CPU work does
-    not share the server's interpreter (as with real clients)."""
-
-    def __init__(self, settings: Settings) -> None:
-        env = dict(os.environ)
-        for name, value in settings.model_dump().items():
-            if value is not None and not isinstance(value, list | dict):
-                env[f"VIEWFINDER_{name.upper()}"] = str(value)
-        self.port = _free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self._env = env
-        self._proc: subprocess.Popen[bytes] | None = None
-
-    def __enter__(self) -> Server:
-        self._proc = subprocess.Popen(
-            [sys.executable, "-m", "viewfinder", "serve", "--port", str(self.port)],
-            env=self._env,
-            stdout=subprocess.DEVNULL,
-        )
-        wait_until_serving(f"{self.url}/health", self._proc, 120)
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        assert self._proc is not None
-        self._proc.terminate()
-        self._proc.wait(timeout=60)
-
+class Server(ServeProcess):
     def batching(self, model: str) -> tuple[int, int]:
         for entry in httpx.get(f"{self.url}/api/v1/models").json():
             if entry["name"] == model:

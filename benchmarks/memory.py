@@ -26,9 +26,7 @@ from __future__ import annotations
 import argparse
 import functools
 import io
-import os
 import sqlite3
-import subprocess
 import sys
 import tempfile
 import threading
@@ -44,7 +42,7 @@ from PIL import Image
 
 from viewfinder.settings import Settings
 from viewfinder.testing import checkpoints
-from viewfinder.testing.server import wait_until_serving
+from viewfinder.testing.server import ServeProcess
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared"
 MODELS = SHARED / "models"
@@ -107,19 +105,6 @@ def _settings(root: Path, clip: Path) -> Settings:
     )
 
 
-def _env(settings: Settings, extra: dict[str, str]) -> dict[str, str]:
-    env = dict(os.environ)
-    for name, value in settings.model_dump().items():
-        if value is None:
-            continue
-        if isinstance(value, dict):
-            continue
-        shown = ",".join(str(v) for v in value) if isinstance(value, list) else str(value)
-        env[f"VIEWFINDER_{name.upper()}"] = shown
-    env.update(extra)
-    return env
-
-
 def rss_bytes(pid: int) -> int:
     """Resident memory of ``pid`` and its descendants, from /proc (0 once it has exited)."""
     total = 0
@@ -163,33 +148,7 @@ class PeakSampler:
         self.peak = max(self.peak, rss_bytes(self._pid))
 
 
-class Server:
-    def __init__(self, settings: Settings, extra_env: dict[str, str]) -> None:
-        self.settings = settings
-        self.port = _free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self._env = _env(settings, extra_env)
-        self._proc: subprocess.Popen[bytes] | None = None
-
-    def __enter__(self) -> Server:
-        self._proc = subprocess.Popen(
-            [sys.executable, "-m", "viewfinder", "serve", "--port", str(self.port)],
-            env=self._env,
-            stdout=subprocess.DEVNULL,
-        )
-        wait_until_serving(f"{self.url}/health", self._proc, 300)
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        assert self._proc is not None
-        self._proc.terminate()
-        self._proc.wait(timeout=60)
-
-    @property
-    def pid(self) -> int:
-        assert self._proc is not None
-        return self._proc.pid
-
+class Server(ServeProcess):
     def unsettled_tasks(self) -> int:
         """Background tasks pending or running, read from the server's SQLite file."""
         path = self.settings.data_dir / "viewfinder.db"
@@ -211,14 +170,6 @@ class Server:
             if time.monotonic() > deadline:
                 raise RuntimeError("the workers did not finish in time")
             time.sleep(0.2)
-
-
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 # --- the scenarios -----------------------------------------------------------------------------

@@ -6,7 +6,6 @@ from __future__ import annotations
 import functools
 import http.server
 import os
-import socket
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -34,13 +33,6 @@ requires_shared = pytest.mark.skipif(
     not (SHARED_MODELS.is_dir() and SHARED_DATA.is_dir()),
     reason="../shared (real photos and weights) is absent beside the repository",
 )
-
-
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that nothing listens on right now."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def shared_data(*parts: str) -> Path:

@@ -19,7 +19,7 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import free_port
+from viewfinder.testing.server import free_port
 
 _MISSING = [m for m in ("boto3", "moto", "flask", "flask_cors") if not importlib.util.find_spec(m)]
 requires_s3 = pytest.mark.skipif(

@@ -14,10 +14,10 @@ from fastapi.testclient import TestClient
 from PIL import Image
 from typer.testing import CliRunner
 
-from tests.conftest import free_port, make_settings
+from tests.conftest import make_settings
 from viewfinder.api.app import create_app
 from viewfinder.cli.main import app
-from viewfinder.testing.server import wait_until_serving
+from viewfinder.testing.server import free_port, wait_until_serving
 
 
 def _env(tmp_path: Path, tiny_models: dict[str, Path]) -> dict[str, str]:

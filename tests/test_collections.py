@@ -18,10 +18,11 @@ from fastapi.testclient import TestClient
 from PIL import Image
 from typer.testing import CliRunner
 
-from tests.conftest import free_port, make_settings
+from tests.conftest import make_settings
 from viewfinder.api.app import create_app
 from viewfinder.cli.main import app as cli
 from viewfinder.settings import Settings
+from viewfinder.testing.server import free_port
 
 
 def tinted(warm: bool, seed: int) -> bytes:

@@ -19,9 +19,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from tests.conftest import free_port, serve_env
+from tests.conftest import serve_env
 from viewfinder.index import load_index
-from viewfinder.testing.server import wait_until_serving
+from viewfinder.testing.server import free_port, wait_until_serving
 
 N_IMAGES = 200
 

@@ -19,10 +19,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from tests.conftest import free_port, serve_env
+from tests.conftest import serve_env
 from tests.s3_fixtures import requires_s3
 from tests.test_deployment import copy_script_from_docs
-from viewfinder.testing.server import wait_until_serving
+from viewfinder.testing.server import free_port, wait_until_serving
 
 pytestmark = [pytest.mark.slow, requires_s3]
 

@@ -22,7 +22,6 @@ from qdrant_client import QdrantClient, models
 from sqlalchemy import delete
 from sqlalchemy.orm import Session, sessionmaker
 
-from tests.conftest import free_port
 from viewfinder.db import assets as assets_repo
 from viewfinder.db import collections as collection_repo
 from viewfinder.db import embeddings as embeddings_repo
@@ -32,6 +31,7 @@ from viewfinder.errors import StorageError
 from viewfinder.library.filters import SearchFilters, matching_ids
 from viewfinder.library.stores.qdrant import QdrantStore, folder_path
 from viewfinder.settings import Settings
+from viewfinder.testing.server import free_port
 
 pytestmark = pytest.mark.filterwarnings(
     # The in-process client warns that payload indexes only speed up a real server.

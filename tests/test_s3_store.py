@@ -14,11 +14,12 @@ import pytest
 from fastapi.testclient import TestClient
 from PIL import Image
 
-from tests.conftest import free_port, make_settings
+from tests.conftest import make_settings
 from tests.s3_fixtures import REGION, Recording, bucket_keys, requires_s3
 from tests.test_library_api import jpeg, upload, wait_processed
 from viewfinder.errors import NotFoundError, StorageError
 from viewfinder.storage.blobs import original_key, preview_key, thumbnail_key
+from viewfinder.testing.server import free_port
 
 pytestmark = requires_s3
 

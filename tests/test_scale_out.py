@@ -24,9 +24,9 @@ import pytest
 from PIL import Image
 from sqlalchemy import Engine, text
 
-from tests.conftest import free_port, serve_env
+from tests.conftest import serve_env
 from viewfinder.db.engine import make_engine
-from viewfinder.testing.server import wait_until_serving
+from viewfinder.testing.server import free_port, wait_until_serving
 
 pytestmark = pytest.mark.slow
 

@@ -13,9 +13,10 @@ import pytest
 from fastapi.testclient import TestClient
 from PIL import Image
 
-from tests.conftest import free_port, make_settings, requires_shared
+from tests.conftest import make_settings, requires_shared
 from viewfinder.api.app import create_app
 from viewfinder.api.uploads import FORM_OVERHEAD_BYTES
+from viewfinder.testing.server import free_port
 
 UPLOAD_LIMIT = 4096
 

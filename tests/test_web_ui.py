@@ -14,8 +14,8 @@ import httpx
 import pytest
 from fastapi.testclient import TestClient
 
-from tests.conftest import free_port, requires_shared, serve_env, shared_data
-from viewfinder.testing.server import wait_until_serving
+from tests.conftest import requires_shared, serve_env, shared_data
+from viewfinder.testing.server import free_port, wait_until_serving
 
 if TYPE_CHECKING:
     from playwright.sync_api import Browser, Page

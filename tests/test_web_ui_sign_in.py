@@ -16,8 +16,8 @@ import httpx
 import pytest
 from PIL import Image
 
-from tests.conftest import free_port, serve_env
-from viewfinder.testing.server import wait_until_serving
+from tests.conftest import serve_env
+from viewfinder.testing.server import free_port, wait_until_serving
 
 if TYPE_CHECKING:
     from playwright.sync_api import Browser

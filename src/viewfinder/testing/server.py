@@ -1,13 +1,18 @@
-"""Waiting for a ``viewfinder serve`` process that a test or a benchmark started."""
+"""``viewfinder serve`` processes that a test or a benchmark starts, and waiting for them."""
 
 from __future__ import annotations
 
+import os
+import socket
 import subprocess
+import sys
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Self
 
 import httpx
+
+from viewfinder.settings import Settings
 
 
 def wait_until_serving(
@@ -30,3 +35,57 @@ def wait_until_serving(
         if time.monotonic() > deadline:
             raise RuntimeError(f"the server did not answer {url} within {timeout_s:g} s")
         time.sleep(0.1)
+
+
+def settings_env(settings: Settings, extra: dict[str, str] | None = None) -> dict[str, str]:
+    """This process's environment with ``settings`` as ``VIEWFINDER_*`` variables (lists
+    comma-separated), so a child process builds the same settings."""
+    env = dict(os.environ)
+    for name, value in settings.model_dump().items():
+        if value is None or isinstance(value, dict):
+            continue
+        shown = ",".join(str(v) for v in value) if isinstance(value, list) else str(value)
+        env[f"VIEWFINDER_{name.upper()}"] = shown
+    env.update(extra or {})
+    return env
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on right now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+class ServeProcess:
+    """``viewfinder serve`` in its own process on a loopback port (so a benchmark's clients do
+    not share the server's interpreter, as with real clients); a context manager."""
+
+    def __init__(
+        self, settings: Settings, extra_env: dict[str, str] | None = None, start_s: float = 300
+    ) -> None:
+        self.settings = settings
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self._env = settings_env(settings, extra_env)
+        self._start_s = start_s
+        self._proc: subprocess.Popen[bytes] | None = None
+
+    def __enter__(self) -> Self:
+        self._proc = subprocess.Popen(  # noqa: S603 - this interpreter, fixed arguments
+            [sys.executable, "-m", "viewfinder", "serve", "--port", str(self.port)],
+            env=self._env,
+            stdout=subprocess.DEVNULL,
+        )
+        wait_until_serving(f"{self.url}/health", self._proc, self._start_s)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        assert self._proc is not None
+        self._proc.terminate()
+        self._proc.wait(timeout=60)
+
+    @property
+    def pid(self) -> int:
+        assert self._proc is not None
+        return self._proc.pid
