@@ -71,8 +71,10 @@ def test_batch_never_exceeds_max_size_and_single_item_does_not_wait_forever() ->
 
 def test_full_queue_is_refused_with_overloaded() -> None:
     gate = threading.Event()
+    in_forward = threading.Event()
 
     def blocked_forward(batch: Sequence[int]) -> list[int]:
+        in_forward.set()
         gate.wait(5)
         return list(batch)
 
@@ -81,7 +83,8 @@ def test_full_queue_is_refused_with_overloaded() -> None:
     )
     try:
         first = batcher.submit(1)
-        time.sleep(0.05)  # the batcher thread takes item 1 and blocks in forward
+        # The batcher thread has taken item 1 off the queue and blocks in forward.
+        assert in_forward.wait(5)
         batcher.submit(2)
         batcher.submit(3)
         with pytest.raises(OverloadedError, match="retry") as info:
