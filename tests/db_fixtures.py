@@ -8,21 +8,26 @@ at the end; tests skip with the reason when the server does not answer. Set
 
 from __future__ import annotations
 
+import hashlib
+import io
 import os
 import shutil
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
+from PIL import Image
 from sqlalchemy import Engine, create_engine, inspect, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
+from viewfinder.db import assets as assets_repo
 from viewfinder.db.engine import make_engine, make_session_factory, normalize_url
 from viewfinder.db.migrate import current_revision, head_revision, upgrade
-from viewfinder.db.models import Base, Face
+from viewfinder.db.models import Asset, Base, Face
+from viewfinder.storage.blobs import BlobStore, original_key
 from viewfinder.testing.pgvector_server import fresh_database
 
 __all__ = [
@@ -39,6 +44,26 @@ __all__ = [
 ]
 
 BACKENDS = ["sqlite", "postgresql"]
+
+
+def add_stored_png(
+    s: Session, blobs: BlobStore, data: bytes, name: str, task_kinds: Sequence[str]
+) -> Asset:
+    """An asset whose original (a PNG) is in ``blobs``, with a pending task of each kind."""
+    sha = hashlib.sha256(data).hexdigest()
+    blobs.put(original_key(sha), data)
+    with Image.open(io.BytesIO(data)) as image:
+        width, height = image.size
+    asset = Asset(
+        sha256=sha,
+        original_filename=name,
+        folder="",
+        content_type="image/png",
+        size_bytes=len(data),
+        width=width,
+        height=height,
+    )
+    return assets_repo.add_asset(s, asset, task_kinds)
 
 
 def face_row(asset_id: int, person_id: int | None = None) -> Face:

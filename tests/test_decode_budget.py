@@ -6,7 +6,6 @@ databases; memory is read from the kernel (``ru_maxrss``) in a fresh process."""
 
 from __future__ import annotations
 
-import hashlib
 import io
 import subprocess
 import sys
@@ -21,12 +20,12 @@ import pytest
 from PIL import Image
 from sqlalchemy.orm import Session, sessionmaker
 
-from viewfinder.db import assets as assets_repo
-from viewfinder.db.models import Asset, AssetTask
+from tests.db_fixtures import add_stored_png
+from viewfinder.db.models import AssetTask
 from viewfinder.imaging.budget import PixelBudget, decode_budget
 from viewfinder.imaging.decode import decode_image, kept_pixels
 from viewfinder.library.processing import TaskWorker
-from viewfinder.storage.blobs import LocalBlobStore, original_key
+from viewfinder.storage.blobs import LocalBlobStore
 
 REPO = Path(__file__).resolve().parents[1]
 KIND = "noop"
@@ -254,19 +253,7 @@ class HeldPixels:
 def add_assets(sessions: sessionmaker[Session], blobs: LocalBlobStore, sides: list[int]) -> None:
     with sessions.begin() as s:
         for n, side in enumerate(sides):
-            data = encode(Image.new("L", (side, side), n))
-            sha = hashlib.sha256(data).hexdigest()
-            blobs.put(original_key(sha), data)
-            asset = Asset(
-                sha256=sha,
-                original_filename=f"{n}.png",
-                folder="",
-                content_type="image/png",
-                size_bytes=len(data),
-                width=side,
-                height=side,
-            )
-            assets_repo.add_asset(s, asset, [KIND])
+            add_stored_png(s, blobs, encode(Image.new("L", (side, side), n)), f"{n}.png", [KIND])
 
 
 def test_worker_batches_stop_at_their_decoded_pixels(

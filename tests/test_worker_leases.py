@@ -5,7 +5,6 @@ PostgreSQL), real worker threads, and real processes that die with ``os._exit``.
 
 from __future__ import annotations
 
-import hashlib
 import io
 import subprocess
 import sys
@@ -19,12 +18,12 @@ import pytest
 from PIL import Image
 from sqlalchemy.orm import Session, sessionmaker
 
+from tests.db_fixtures import add_stored_png
 from tests.worker_crash_child import KIND, LEASE_S
-from viewfinder.db import assets as assets_repo
 from viewfinder.db import tasks as tasks_repo
-from viewfinder.db.models import Asset, AssetTask
+from viewfinder.db.models import AssetTask
 from viewfinder.library.processing import TaskWorker
-from viewfinder.storage.blobs import LocalBlobStore, original_key
+from viewfinder.storage.blobs import LocalBlobStore
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -37,23 +36,8 @@ def _png(n: int) -> bytes:
 
 def add_images(sessions: sessionmaker[Session], blobs: LocalBlobStore, count: int) -> list[int]:
     """Assets with real PNG originals in the blob store and a pending ``noop`` task each."""
-    ids = []
     with sessions.begin() as s:
-        for n in range(count):
-            data = _png(n)
-            sha = hashlib.sha256(data).hexdigest()
-            blobs.put(original_key(sha), data)
-            asset = Asset(
-                sha256=sha,
-                original_filename=f"{n}.png",
-                folder="",
-                content_type="image/png",
-                size_bytes=len(data),
-                width=8,
-                height=8,
-            )
-            ids.append(assets_repo.add_asset(s, asset, [KIND]).id)
-    return ids
+        return [add_stored_png(s, blobs, _png(n), f"{n}.png", [KIND]).id for n in range(count)]
 
 
 class RecordingProcessor:
