@@ -34,10 +34,10 @@ from PIL import Image, ImageOps
 from viewfinder.faces.align import align_face
 from viewfinder.faces.clustering import DEFAULT_DISTANCE_THRESHOLD, ClusterMethod, cluster_faces
 from viewfinder.faces.evaluation import bcubed, pair_auc, pair_scores, rank1_accuracy
-from viewfinder.models.base import BatchModel
 from viewfinder.models.face_recognizer import FaceRecognizer
 from viewfinder.models.types import Detection
 from viewfinder.models.yunet import YunetFaceDetector
+from viewfinder.runtime.batch_model import BatchModel
 
 SHARED_MODELS = Path(__file__).resolve().parents[1].parent / "shared" / "models"
 DEFAULT_DETECTOR_MODELS = {
