@@ -5,6 +5,7 @@ shared bottom (errors, settings, atomic files). Nothing points back up."""
 from __future__ import annotations
 
 import ast
+import importlib
 from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parents[1] / "src" / "viewfinder"
@@ -63,3 +64,11 @@ def test_nothing_below_the_adapters_imports_fastapi() -> None:
         )
     ]
     assert web_framework == []
+
+
+def test_every_benchmark_still_imports() -> None:
+    """mypy checks the package only: a benchmark importing a moved module would go unnoticed."""
+    benchmarks = sorted(PACKAGE.parents[1].joinpath("benchmarks").glob("[a-z]*.py"))
+    assert benchmarks
+    for path in benchmarks:
+        importlib.import_module(f"benchmarks.{path.stem}")
