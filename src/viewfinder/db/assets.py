@@ -7,14 +7,15 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime
+from typing import Literal
 
 import numpy as np
 from numpy.typing import NDArray
-from sqlalchemy import ColumnElement, delete, func, select
+from sqlalchemy import ColumnElement, delete, func, or_, select
 from sqlalchemy.orm import Session
 
 from viewfinder.db.models import Asset, AssetTask, TaskState
-from viewfinder.db.statements import int64_column
+from viewfinder.db.statements import IN_CHUNK, int64_column
 
 
 def get_asset(s: Session, asset_id: int) -> Asset | None:
@@ -128,3 +129,46 @@ def delete_asset(s: Session, asset_id: int) -> bool:
 def folders(s: Session) -> list[str]:
     """The distinct folders that hold assets, sorted."""
     return list(s.scalars(select(Asset.folder).distinct().order_by(Asset.folder)))
+
+
+def assets_by_id(s: Session, asset_ids: Sequence[int]) -> dict[int, Asset]:
+    if not asset_ids:
+        return {}
+    return {a.id: a for a in s.scalars(select(Asset).where(Asset.id.in_(list(asset_ids))))}
+
+
+def sizes(s: Session, asset_ids: Sequence[int]) -> dict[int, tuple[int, int]]:
+    """(width, height) of each existing asset, from the row (no file is read)."""
+    stmt = select(Asset.id, Asset.width, Asset.height).where(Asset.id.in_(list(asset_ids)))
+    return {int(i): (int(w), int(h)) for i, w, h in s.execute(stmt)}
+
+
+def placements(s: Session, asset_ids: Sequence[int]) -> list[tuple[int, str, datetime | None]]:
+    """(id, folder, captured_at) of each existing asset, in IN lists of ``IN_CHUNK``."""
+    wanted = [int(i) for i in asset_ids]
+    rows: list[tuple[int, str, datetime | None]] = []
+    for start in range(0, len(wanted), IN_CHUNK):
+        chunk = wanted[start : start + IN_CHUNK]
+        stmt = select(Asset.id, Asset.folder, Asset.captured_at).where(Asset.id.in_(chunk))
+        rows.extend((int(i), f, c) for i, f, c in s.execute(stmt))
+    return rows
+
+
+def known_uris(
+    s: Session, uris: Sequence[str], column: Literal["source_url", "original_uri"]
+) -> set[str]:
+    """Which of ``uris`` an asset already has in ``column``."""
+    field = Asset.source_url if column == "source_url" else Asset.original_uri
+    return {u for u in s.scalars(select(field).where(field.in_(list(uris)))) if u}
+
+
+def captioned_with_any(s: Session, words: Sequence[str], limit: int) -> list[tuple[int, str]]:
+    """(id, caption) of assets whose caption contains one of ``words`` (case-blind), by id."""
+    lowered = func.lower(Asset.caption)
+    stmt = (
+        select(Asset.id, Asset.caption)
+        .where(Asset.caption.is_not(None), or_(*(lowered.contains(w) for w in words)))
+        .order_by(Asset.id)
+        .limit(limit)
+    )
+    return [(int(i), c or "") for i, c in s.execute(stmt)]

@@ -15,10 +15,9 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import PurePosixPath
 
-from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from viewfinder.db.models import Asset
+from viewfinder.db import assets as assets_repo
 from viewfinder.errors import StorageError, ViewfinderError
 from viewfinder.library.ingest import FolderReport, IngestResult, IngestService, clean_folder
 from viewfinder.storage.s3_source import (
@@ -118,9 +117,8 @@ class BucketImporter:
         place, indexed) or ``source_url`` (copies)."""
         if not uris:
             return set()
-        column = Asset.source_url if copy else Asset.original_uri
         with self._sessions() as session:
-            return {u for u in session.scalars(select(column).where(column.in_(uris))) if u}
+            return assets_repo.known_uris(session, uris, "source_url" if copy else "original_uri")
 
     def _refusal(self, item: BucketObject) -> str | None:
         if "\x00" in item.key:  # legal in a key, but no database stores it in text

@@ -7,10 +7,9 @@ from __future__ import annotations
 
 import re
 
-from sqlalchemy import func, or_, select
 from sqlalchemy.orm import Session
 
-from viewfinder.db.models import Asset
+from viewfinder.db import assets as assets_repo
 from viewfinder.library.folders import singular
 
 MAX_CAPTION_CANDIDATES = 2000
@@ -69,12 +68,6 @@ def caption_matches(session: Session, text: str) -> dict[int, float]:
     words = content_words(text)
     if not words:
         return {}
-    lowered = func.lower(Asset.caption)
-    stmt = (
-        select(Asset.id, Asset.caption)
-        .where(Asset.caption.is_not(None), or_(*(lowered.contains(w) for w in words)))
-        .order_by(Asset.id)
-        .limit(MAX_CAPTION_CANDIDATES)
-    )
-    matches = {int(i): caption_match(c or "", words) for i, c in session.execute(stmt)}
+    rows = assets_repo.captioned_with_any(session, words, MAX_CAPTION_CANDIDATES)
+    matches = {asset_id: caption_match(caption, words) for asset_id, caption in rows}
     return {i: m for i, m in matches.items() if m > 0}

@@ -6,6 +6,7 @@ ordering, and Qdrant turns folder and capture date into payload filters."""
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -65,3 +66,12 @@ def matching_ids(session: Session, filters: SearchFilters) -> NDArray[np.int64]:
     stmt = select(Asset.id).where(*asset_conditions(filters)).order_by(Asset.id)
     result = session.connection().execute(stmt)
     return np.fromiter((row[0] for row in result), dtype=np.int64)
+
+
+def permitted(session: Session, asset_ids: Iterable[int], filters: SearchFilters) -> set[int]:
+    """Which of ``asset_ids`` the filters allow."""
+    wanted = list(asset_ids)
+    if not wanted:
+        return set()
+    stmt = select(Asset.id).where(Asset.id.in_(wanted), *asset_conditions(filters))
+    return set(session.scalars(stmt))

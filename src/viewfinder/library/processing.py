@@ -19,7 +19,6 @@ from typing import Any, Protocol
 
 import numpy as np
 from PIL import Image
-from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from viewfinder.db import assets as assets_repo
@@ -218,10 +217,7 @@ class TaskWorker:
     def _fitting(self, session: Session, claimed: dict[int, int]) -> list[int]:
         """The claimed assets, in order, while the pixels they decode to fit
         ``batch_pixels`` (at least the first)."""
-        rows = session.execute(
-            select(Asset.id, Asset.width, Asset.height).where(Asset.id.in_(list(claimed)))
-        )
-        sizes = {int(i): (int(w), int(h)) for i, w, h in rows}
+        sizes = assets_repo.sizes(session, list(claimed))
         fitting: list[int] = []
         total = 0
         for asset_id in claimed:  # ascending ids: the claim's order
@@ -277,10 +273,8 @@ class TaskWorker:
             yield
             return
         with self._sessions() as session:
-            rows = session.execute(
-                select(Asset.width, Asset.height).where(Asset.id.in_(asset_ids))
-            ).all()
-        with decode_budget().hold(sum(int(w) * int(h) for w, h in rows)):
+            sizes = assets_repo.sizes(session, asset_ids)
+        with decode_budget().hold(sum(w * h for w, h in sizes.values())):
             yield
 
     @contextmanager

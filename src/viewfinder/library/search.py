@@ -8,7 +8,6 @@ from dataclasses import dataclass
 
 import numpy as np
 from numpy.typing import NDArray
-from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from viewfinder.db import assets as assets_repo
@@ -17,7 +16,7 @@ from viewfinder.db.models import Asset
 from viewfinder.errors import InvalidInputError, NotFoundError
 from viewfinder.imaging.decode import EMBED_MIN_SIDE, decode_image
 from viewfinder.library.captions import caption_matches
-from viewfinder.library.filters import SearchFilters, asset_conditions
+from viewfinder.library.filters import SearchFilters, permitted
 from viewfinder.library.processing import CLIP_MODEL
 from viewfinder.library.stores import VectorStore
 from viewfinder.runtime.pool import ModelPool
@@ -132,12 +131,8 @@ class SearchService:
             if exclude is not None:
                 boosts.pop(exclude, None)
             if filters is not None and boosts:
-                permitted = set(
-                    session.scalars(
-                        select(Asset.id).where(Asset.id.in_(boosts), *asset_conditions(filters))
-                    )
-                )
-                boosts = {i: b for i, b in boosts.items() if i in permitted}
+                allowed = permitted(session, boosts, filters)
+                boosts = {i: b for i, b in boosts.items() if i in allowed}
             extra = [i for i in boosts if i not in similarity]
             vectors = embeddings_repo.get_embeddings(session, CLIP_MODEL, extra) if extra else {}
         for asset_id, vector in vectors.items():
@@ -145,8 +140,5 @@ class SearchService:
         return {i: b for i, b in boosts.items() if i in similarity}
 
     def _assets(self, ids: list[int]) -> dict[int, Asset]:
-        if not ids:
-            return {}
         with self._sessions() as session:
-            rows = session.scalars(select(Asset).where(Asset.id.in_(ids))).all()
-        return {a.id: a for a in rows}
+            return assets_repo.assets_by_id(session, ids)

@@ -23,12 +23,10 @@ from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
-from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
+from viewfinder.db import assets as assets_repo
 from viewfinder.db import embeddings as embeddings_repo
-from viewfinder.db import statements
-from viewfinder.db.models import Asset
 from viewfinder.errors import StorageError
 from viewfinder.index import Hit
 from viewfinder.index.base import as_ids, as_query, as_upsert_batch, check_k
@@ -343,16 +341,11 @@ def folder_path(folder: str) -> list[str]:
 def _payloads(session: Session, ids: NDArray[np.int64]) -> dict[int, dict[str, Any]]:
     """Each existing asset's payload, keyed by id."""
     payloads: dict[int, dict[str, Any]] = {}
-    wanted = [int(i) for i in ids]
-    for start in range(0, len(wanted), statements.IN_CHUNK):
-        stmt = select(Asset.id, Asset.folder, Asset.captured_at).where(
-            Asset.id.in_(wanted[start : start + statements.IN_CHUNK])
-        )
-        for asset_id, folder, captured_at in session.execute(stmt):
-            payload: dict[str, Any] = {"folder": folder, "folder_path": folder_path(folder)}
-            if captured_at is not None:
-                payload["captured_at"] = _epoch(captured_at)
-            payloads[asset_id] = payload
+    for asset_id, folder, captured_at in assets_repo.placements(session, ids.tolist()):
+        payload: dict[str, Any] = {"folder": folder, "folder_path": folder_path(folder)}
+        if captured_at is not None:
+            payload["captured_at"] = _epoch(captured_at)
+        payloads[asset_id] = payload
     return payloads
 
 
