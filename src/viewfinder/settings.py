@@ -252,6 +252,18 @@ class Settings(BaseSettings):
         ge=2,
         validation_alias=_env("FACE_UNKNOWN_MIN_CLUSTER_SIZE", "FACE_UNKNOWN_MIN_CLUSTER_SIZE"),
     )
+    # Faces organise themselves: after new faces are stored, or a user names, moves, merges or
+    # rejects one, a debounced ``faces_organize`` job matches and clusters them (0: only on
+    # request). The job runs once the work has been quiet for the delay.
+    face_auto_organize: bool = Field(True, validation_alias=_env("FACE_AUTO_ORGANIZE"))
+    face_organize_delay_s: float = Field(
+        3.0, ge=0, le=3600, validation_alias=_env("FACE_ORGANIZE_DELAY_S")
+    )
+    # Up to this many unknown faces every organise run re-clusters them all; above it, faces
+    # already in a cluster stay put and only the new ones are attached or grouped.
+    face_organize_full_limit: int = Field(
+        5000, ge=2, validation_alias=_env("FACE_ORGANIZE_FULL_LIMIT")
+    )
     face_triplet_margin: float = Field(
         0.2, gt=0, validation_alias=_env("FACE_TRIPLET_MARGIN", "FACE_TRIPLET_MARGIN")
     )

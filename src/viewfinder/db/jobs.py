@@ -8,10 +8,11 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Mapping, Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import ColumnElement, String, case, cast, func, literal, select, update
+from sqlalchemy import ColumnElement, String, case, cast, func, literal, or_, select, update
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from viewfinder.db.models import Job, TaskState, utcnow
@@ -37,6 +38,56 @@ def create_job(s: Session, kind: str, params: Mapping[str, Any], total: int = 0)
     return job
 
 
+def schedule_job(
+    s: Session,
+    kind: str,
+    params: Mapping[str, Any],
+    key: str,
+    delay_s: float,
+    max_wait_s: float,
+) -> Job:
+    """Debounce: the one pending job holding ``key`` is put off to ``delay_s`` from now, but
+    never later than ``max_wait_s`` after it was first scheduled (a steady stream of work still
+    gets runs); without one, a pending job of ``kind`` holding ``key`` is created, due in
+    ``delay_s``. Safe under concurrency: the key is unique, so of two transactions creating the
+    job at once one fails its insert (in a savepoint) and puts the other's job off instead."""
+    for _ in range(3):
+        existing = s.scalars(
+            select(Job)
+            .where(Job.dedupe_key == key, Job.state == TaskState.PENDING.value)
+            .with_for_update()
+            .execution_options(populate_existing=True)
+        ).first()
+        now = utcnow()
+        if existing is not None:
+            due = now + timedelta(seconds=delay_s)
+            latest = existing.created_at + timedelta(seconds=max_wait_s)
+            existing.run_after = max(now, min(due, latest))
+            existing.params = dict(params)
+            s.flush()
+            return existing
+        try:
+            with s.begin_nested():
+                job = create_job(s, kind, params)
+                job.dedupe_key = key
+                job.run_after = now + timedelta(seconds=delay_s)
+                s.flush()
+            return job
+        except IntegrityError:
+            continue  # another transaction created it meanwhile: put that one off
+    raise RuntimeError(f"could not schedule the {kind} job ({key})")
+
+
+def pending_jobs(s: Session, kind: str) -> list[Job]:
+    """The pending jobs of ``kind``, oldest first."""
+    stmt = (
+        select(Job)
+        .where(Job.kind == kind, Job.state == TaskState.PENDING.value)
+        .order_by(Job.created_at, Job.id)
+    )
+    return list(s.scalars(stmt))
+
+
 def get_job(s: Session, job_id: str) -> Job | None:
     """The job as the database has it now (not a stale copy from this session)."""
     return s.get(Job, job_id, populate_existing=True)
@@ -57,19 +108,30 @@ def claim_job(s: Session, kinds: Sequence[str], worker: str) -> Job | None:
     Same pattern as ``claim_tasks``: SKIP LOCKED on PostgreSQL, one atomic UPDATE on SQLite."""
     if not kinds:
         return None
+    now = utcnow()
     candidate = claimable(
         s,
         select(Job.id)
-        .where(Job.state == TaskState.PENDING.value, Job.kind.in_(list(kinds)))
+        .where(
+            Job.state == TaskState.PENDING.value,
+            Job.kind.in_(list(kinds)),
+            or_(Job.run_after.is_(None), Job.run_after <= now),
+        )
         .order_by(Job.created_at, Job.id)
         .limit(1)
         .with_for_update(skip_locked=True),
     )
-    now = utcnow()
+    # Claiming frees the job's dedupe key: work arriving while it runs schedules a new job.
     stmt = (
         update(Job)
         .where(Job.state == TaskState.PENDING.value, Job.id.in_(candidate))
-        .values(state=TaskState.RUNNING.value, claimed_by=worker, heartbeat_at=now, updated_at=now)
+        .values(
+            state=TaskState.RUNNING.value,
+            claimed_by=worker,
+            heartbeat_at=now,
+            updated_at=now,
+            dedupe_key=None,
+        )
         .returning(Job.id)
         .execution_options(synchronize_session="fetch")
     )

@@ -163,6 +163,12 @@ class Job(Base):
     # Renewed by the running worker; a running job whose heartbeat is older than the lease
     # belongs to a dead process and goes back to the queue.
     heartbeat_at: Mapped[datetime | None]
+    # Not claimed before this time (None: at once): a debounced job waits for a quiet moment.
+    run_after: Mapped[datetime | None]
+    # At most one job holds a key at a time (NULLs never clash): a scheduled, debounced job
+    # such as ``faces_organize`` keeps its key while pending; claiming it clears the key, so
+    # the next burst of work schedules a new job while this one runs.
+    dedupe_key: Mapped[str | None] = mapped_column(String(64), unique=True)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
 
@@ -213,6 +219,26 @@ class Face(Base):
     person_source: Mapped[str | None] = mapped_column(String(16))
     match_score: Mapped[float | None]
     cluster_id: Mapped[str | None] = mapped_column(String(32), index=True)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class FaceRejection(Base):
+    """A user's "not this": the face is never again given ``person_id`` by automatic runs, or
+    put in the unknown cluster ``cluster_id`` (exactly one of the two is set)."""
+
+    __tablename__ = "face_rejections"
+    __table_args__ = (
+        Index("ix_face_rejections_face_person", "face_id", "person_id", unique=True),
+        Index("ix_face_rejections_face_cluster", "face_id", "cluster_id", unique=True),
+        NEVER_REUSE_IDS,
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    face_id: Mapped[int] = mapped_column(BigId, ForeignKey("faces.id", ondelete="CASCADE"))
+    person_id: Mapped[int | None] = mapped_column(
+        BigId, ForeignKey("persons.id", ondelete="CASCADE"), index=True
+    )
+    cluster_id: Mapped[str | None] = mapped_column(String(32))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
@@ -280,3 +306,4 @@ class ServerSecret(Base):
     name: Mapped[str] = mapped_column(String(64), primary_key=True)
     value: Mapped[bytes] = mapped_column(LargeBinary)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+

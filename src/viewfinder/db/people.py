@@ -5,10 +5,10 @@ from __future__ import annotations
 
 from typing import Any, NamedTuple
 
-from sqlalchemy import func, select, update
+from sqlalchemy import delete, func, select, update
 from sqlalchemy.orm import Session
 
-from viewfinder.db.models import Asset, Face, FaceHead, Person
+from viewfinder.db.models import Asset, Face, FaceHead, FaceRejection, Person
 
 MANUAL = "manual"  # a user named (or un-named) the face: automatic runs never change it
 AUTO = "auto"  # matched by dual-mode clustering: recomputed by every run
@@ -67,7 +67,100 @@ def photos_showing_both(s: Session, first_id: int, second_id: int) -> list[int]:
 
 
 def move_faces(s: Session, source_id: int, target_id: int) -> None:
+    """Every face of ``source`` becomes ``target``'s, and so do its "not this person" marks
+    (a face that was not the source is not the merged person either)."""
     s.execute(update(Face).where(Face.person_id == source_id).values(person_id=target_id))
+    already = select(FaceRejection.face_id).where(FaceRejection.person_id == target_id)
+    s.execute(
+        delete(FaceRejection).where(
+            FaceRejection.person_id == source_id, FaceRejection.face_id.in_(already)
+        )
+    )
+    s.execute(
+        update(FaceRejection)
+        .where(FaceRejection.person_id == source_id)
+        .values(person_id=target_id)
+    )
+
+
+# --- corrections: "not this person", "not this group" ----------------------------------------
+
+
+def reject_person(s: Session, face_id: int, person_id: int) -> bool:
+    """Record that face ``face_id`` is not ``person_id``; False when it was recorded before."""
+    return _add_rejection(s, face_id, person_id=person_id)
+
+
+def reject_cluster(s: Session, face_id: int, cluster_id: str) -> bool:
+    """Record that face ``face_id`` does not belong in unknown cluster ``cluster_id``."""
+    return _add_rejection(s, face_id, cluster_id=cluster_id)
+
+
+def _add_rejection(
+    s: Session, face_id: int, person_id: int | None = None, cluster_id: str | None = None
+) -> bool:
+    existing = s.scalars(
+        select(FaceRejection.id).where(
+            FaceRejection.face_id == face_id,
+            FaceRejection.person_id == person_id
+            if person_id is not None
+            else FaceRejection.cluster_id == cluster_id,
+        )
+    ).first()
+    if existing is not None:
+        return False
+    s.add(FaceRejection(face_id=face_id, person_id=person_id, cluster_id=cluster_id))
+    s.flush()
+    return True
+
+
+def forget_rejection(s: Session, face_id: int, person_id: int) -> None:
+    """The user now says the face *is* ``person_id``: the older "not this person" goes."""
+    s.execute(
+        delete(FaceRejection).where(
+            FaceRejection.face_id == face_id, FaceRejection.person_id == person_id
+        )
+    )
+
+
+def cluster_rejections_to_person(s: Session, cluster_id: str, person_id: int) -> int:
+    """A cluster was named ``person_id``: faces kept out of it are kept from that person too.
+    Returns how many faces that concerns."""
+    faces = set(
+        s.scalars(select(FaceRejection.face_id).where(FaceRejection.cluster_id == cluster_id))
+    )
+    for face_id in sorted(faces):
+        _add_rejection(s, face_id, person_id=person_id)
+    return len(faces)
+
+
+class Rejections(NamedTuple):
+    people: dict[int, set[int]]  # face id -> people it is not
+    clusters: dict[int, set[str]]  # face id -> unknown clusters it is kept out of
+
+
+def rejections(s: Session) -> Rejections:
+    people: dict[int, set[int]] = {}
+    clusters: dict[int, set[str]] = {}
+    rows = s.execute(
+        select(FaceRejection.face_id, FaceRejection.person_id, FaceRejection.cluster_id)
+    )
+    for face_id, person_id, cluster_id in rows:
+        if person_id is not None:
+            people.setdefault(int(face_id), set()).add(int(person_id))
+        if cluster_id is not None:
+            clusters.setdefault(int(face_id), set()).add(str(cluster_id))
+    return Rejections(people, clusters)
+
+
+def rejected_people(s: Session, face_id: int) -> list[int]:
+    """The people a user said this face is not."""
+    stmt = (
+        select(FaceRejection.person_id)
+        .where(FaceRejection.face_id == face_id, FaceRejection.person_id.is_not(None))
+        .order_by(FaceRejection.person_id)
+    )
+    return [int(p) for p in s.scalars(stmt) if p is not None]
 
 
 def photos_of(s: Session, person_id: int, limit: int, offset: int) -> list[Asset]:

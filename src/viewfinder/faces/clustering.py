@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import hashlib
 from collections import Counter, defaultdict
-from collections.abc import Hashable, Mapping, Sequence
+from collections.abc import Collection, Hashable, Mapping, Sequence
 from typing import Literal, TypeVar
 
 import numpy as np
@@ -178,6 +178,49 @@ def enforce_one_face_per_photo(
             labels[face] = cluster
             photos_in[cluster].add(photo_ids[face])
     return labels
+
+
+K = TypeVar("K", bound=Hashable)
+
+
+def attach_to_clusters(
+    vectors: NDArray[np.floating],
+    photo_ids: Sequence[Hashable] | NDArray[np.generic],
+    clusters: Mapping[K, NDArray[np.int64]],
+    loose: Sequence[int],
+    max_distance: float,
+    kept_out: Mapping[int, Collection[K]] | None = None,
+) -> dict[int, K]:
+    """Loose faces (rows of ``vectors``) that join a cluster: row -> cluster key.
+
+    A face may join a cluster when its average cosine distance to the cluster's members is
+    within ``max_distance`` (the average-linkage rule the clustering itself obeys, so a join
+    never loosens a cluster past it), the cluster holds no face of its photo, and it was not
+    taken out of that cluster (``kept_out``). Joins are made closest first; the members are the
+    cluster's faces before any join, so the result does not depend on the order of ``loose``."""
+    unit = normalise_rows(vectors)
+    proposals: list[tuple[float, int, int]] = []
+    keys = list(clusters)
+    photos_in = [{photo_ids[m] for m in clusters[key].tolist()} for key in keys]
+    for index, key in enumerate(keys):
+        members = clusters[key]
+        if len(members) == 0 or not len(loose):
+            continue
+        rows = np.asarray(loose, dtype=np.int64)
+        distance = 1.0 - (unit[rows] @ unit[members].T).mean(axis=1)
+        for row, d in zip(rows.tolist(), distance.tolist(), strict=True):
+            if d <= max_distance:
+                proposals.append((d, row, index))
+    joined: dict[int, K] = {}
+    for _, row, index in sorted(proposals):
+        key = keys[index]
+        if row in joined or photo_ids[row] in photos_in[index]:
+            continue
+        if kept_out is not None and key in kept_out.get(row, ()):
+            continue
+        joined[row] = key
+        photos_in[index].add(photo_ids[row])
+    return joined
 
 
 def drop_small_and_renumber(labels: NDArray[np.int64], min_cluster_size: int) -> NDArray[np.int64]:

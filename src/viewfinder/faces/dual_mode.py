@@ -8,6 +8,7 @@ are never changed. Everything is computed in the active head's space when there 
 from __future__ import annotations
 
 import logging
+from collections import Counter, defaultdict
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import get_args
@@ -20,7 +21,13 @@ from viewfinder.db import faces as faces_repo
 from viewfinder.db import people as repo
 from viewfinder.db.people import AUTO, MANUAL
 from viewfinder.errors import InvalidInputError
-from viewfinder.faces.clustering import ClusterMethod, cluster_faces, stable_cluster_ids
+from viewfinder.faces.clustering import (
+    DEFAULT_DISTANCE_THRESHOLD,
+    ClusterMethod,
+    attach_to_clusters,
+    cluster_faces,
+    stable_cluster_ids,
+)
 from viewfinder.faces.matching import PersonPrototypes, match_faces
 from viewfinder.settings import Settings
 
@@ -38,6 +45,9 @@ class DualOptions:
     min_cluster_size: int
     max_faces: int | None = None
     cluster_unknown: bool = True  # False: only match faces to known people ("assign")
+    # With more unknown faces than this, faces already in a cluster stay there and only the
+    # others are attached to a cluster or grouped among themselves (None: always re-cluster all).
+    incremental_above: int | None = None
 
     @classmethod
     def from_settings(
@@ -48,6 +58,7 @@ class DualOptions:
         min_cluster_size: int | None = None,
         max_faces: int | None = None,
         cluster_unknown: bool = True,
+        incremental_above: int | None = None,
     ) -> DualOptions:
         """What the request or command gave, the configured value for the rest."""
         chosen = method or settings.face_unknown_clustering_method
@@ -61,6 +72,7 @@ class DualOptions:
             min_cluster_size or settings.face_unknown_min_cluster_size,
             max_faces,
             cluster_unknown,
+            incremental_above,
         )
 
 
@@ -76,16 +88,14 @@ class DualReport:
 
 
 def cluster_dual(sessions: sessionmaker[Session], space: Space, options: DualOptions) -> DualReport:
-    person_threshold, method, min_cluster_size, max_faces, cluster_unknown = (
-        options.person_threshold,
-        options.method,
-        options.min_cluster_size,
-        options.max_faces,
-        options.cluster_unknown,
-    )
+    """Match the open faces (not named by a user, clusterable) to the named people, cluster the
+    rest, and write the outcome in one transaction. A user's corrections hold: named faces are
+    never changed, a face is never given a person it was rejected for, nor put back in a cluster
+    it was taken out of."""
     with sessions() as s:
         ids, assets, raw = faces_repo.face_embeddings(s)
         info = repo.face_states(s)
+        rejected = repo.rejections(s)
     vectors, head_version = space(raw)
     states = [info[i] for i in ids.tolist()]
     manual = np.array(
@@ -95,8 +105,8 @@ def cluster_dual(sessions: sessionmaker[Session], space: Space, options: DualOpt
         [f.person_source != MANUAL and bool(f.clusterable) for f in states], dtype=np.bool_
     )
     candidates = np.flatnonzero(open_faces)
-    if max_faces is not None:
-        candidates = candidates[:max_faces]
+    if options.max_faces is not None:
+        candidates = candidates[: options.max_faces]
     person_of_manual = np.array([info[i].person_id for i in ids[manual].tolist()], dtype=np.int64)
     taken = {(int(a), int(p)) for a, p in zip(assets[manual], person_of_manual, strict=True)}
     matches: dict[int, tuple[int, float]] = {}
@@ -105,8 +115,17 @@ def cluster_dual(sessions: sessionmaker[Session], space: Space, options: DualOpt
         prototypes = PersonPrototypes.build(
             vectors[manual], [str(p) for p in person_of_manual.tolist()]
         )
+        excluded = {
+            position: {str(p) for p in rejected.people[int(ids[row])]}
+            for position, row in enumerate(candidates.tolist())
+            if int(ids[row]) in rejected.people
+        }
         found = match_faces(
-            vectors[candidates], prototypes, person_threshold, assets[candidates].tolist()
+            vectors[candidates],
+            prototypes,
+            options.person_threshold,
+            assets[candidates].tolist(),
+            excluded,
         )
         for row, match in zip(candidates.tolist(), found, strict=True):
             if (
@@ -116,16 +135,8 @@ def cluster_dual(sessions: sessionmaker[Session], space: Space, options: DualOpt
                 matches[int(ids[row])] = (int(match.person_id), match.similarity)
     unknown = [r for r in candidates.tolist() if int(ids[r]) not in matches]
     names: dict[int, str | None] = {}
-    noise = 0
-    if cluster_unknown and unknown:
-        rows_u = np.asarray(unknown)
-        labels = cluster_faces(vectors[rows_u], assets[rows_u].tolist(), method, min_cluster_size)
-        unknown_ids = [int(ids[r]) for r in unknown]
-        previous = {i: str(info[i].cluster_id) for i in unknown_ids if info[i].cluster_id}
-        naming = stable_cluster_ids(labels, unknown_ids, previous)
-        for row, label in zip(unknown, labels.tolist(), strict=True):
-            names[int(ids[row])] = naming.get(label) if label >= 0 else None
-        noise = int((labels < 0).sum())
+    if options.cluster_unknown and unknown:
+        names = _cluster_unknown(vectors, ids, assets, unknown, info, rejected.clusters, options)
     with sessions.begin() as s:
         for row in candidates.tolist():
             face = faces_repo.get_face(s, int(ids[row]))
@@ -136,16 +147,108 @@ def cluster_dual(sessions: sessionmaker[Session], space: Space, options: DualOpt
                 face.person_source, face.cluster_id = AUTO, None
             else:
                 face.person_id = face.person_source = face.match_score = None
-                if cluster_unknown:
+                if options.cluster_unknown:
                     face.cluster_id = names.get(face.id)
+    clustered = [n for n in names.values() if n]
     report = DualReport(
         faces=len(ids),
         known_people=people,
         assigned=len(matches),
-        unknown_clusters=len({n for n in names.values() if n}),
-        clustered_faces=sum(1 for n in names.values() if n),
-        noise_faces=noise,
+        unknown_clusters=len(set(clustered)),
+        clustered_faces=len(clustered),
+        noise_faces=len(names) - len(clustered) if options.cluster_unknown else 0,
         head_version=head_version,
     )
     log.info("dual-mode clustering: %s", asdict(report))
     return report
+
+
+def _cluster_unknown(
+    vectors: NDArray[np.float32],
+    ids: NDArray[np.int64],
+    assets: NDArray[np.int64],
+    unknown: list[int],
+    info: dict[int, repo.FaceState],
+    kept_out: dict[int, set[str]],
+    options: DualOptions,
+) -> dict[int, str | None]:
+    """Face id -> its unknown cluster (None: noise) for the rows ``unknown``.
+
+    Up to ``options.incremental_above`` faces (or always, without it) everything is clustered
+    again and the clusters keep their ids (``stable_cluster_ids``). Above it, faces already in
+    a cluster stay there; each other face joins the cluster it is closest to when it is close
+    enough to the members (``attach_to_clusters``), and the rest are clustered among
+    themselves into new clusters. A face never lands in a cluster it was taken out of."""
+    face_ids = [int(ids[r]) for r in unknown]
+    previous = {i: str(info[i].cluster_id) for i in face_ids if info[i].cluster_id}
+    limit = options.incremental_above
+    if limit is None or len(unknown) <= limit:
+        rows = np.asarray(unknown)
+        labels = cluster_faces(
+            vectors[rows], assets[rows].tolist(), options.method, options.min_cluster_size
+        )
+        naming = stable_cluster_ids(labels, face_ids, previous)
+        names = {
+            face: naming.get(label) if label >= 0 else None
+            for face, label in zip(face_ids, labels.tolist(), strict=True)
+        }
+        return _keep_out(names, labels, face_ids, previous, kept_out)
+    names = {face: previous.get(face) for face in face_ids}
+    for face, cluster in names.items():
+        if cluster is not None and cluster in kept_out.get(face, set()):
+            names[face] = None
+    row_of = dict(zip(face_ids, unknown, strict=True))
+    loose = [face for face in face_ids if names[face] is None]
+    members: dict[str, list[int]] = {}
+    for face, cluster in names.items():
+        if cluster is not None:
+            members.setdefault(cluster, []).append(row_of[face])
+    attached = attach_to_clusters(
+        vectors,
+        assets,
+        {cluster: np.asarray(rows) for cluster, rows in members.items()},
+        [row_of[face] for face in loose],
+        DEFAULT_DISTANCE_THRESHOLD,
+        {row_of[face]: kept_out.get(face, set()) for face in loose},
+    )
+    for row, cluster in attached.items():
+        names[int(ids[row])] = cluster
+    rest = [face for face in loose if names[face] is None][-limit:]
+    if len(rest) >= max(2, options.min_cluster_size):
+        rows = np.asarray([row_of[face] for face in rest])
+        labels = cluster_faces(
+            vectors[rows], assets[rows].tolist(), options.method, options.min_cluster_size
+        )
+        taken = {c for c in names.values() if c is not None}
+        naming = stable_cluster_ids(labels, rest, {})
+        for face, label in zip(rest, labels.tolist(), strict=True):
+            cluster = naming.get(label) if label >= 0 else None
+            if cluster is not None and cluster in taken:
+                cluster = None  # a fresh id that clashes with a live one: leave for next run
+            names[face] = cluster
+    return names
+
+
+def _keep_out(
+    names: dict[int, str | None],
+    labels: NDArray[np.int64],
+    face_ids: list[int],
+    previous: dict[int, str],
+    kept_out: dict[int, set[str]],
+) -> dict[int, str | None]:
+    """Faces taken out of a cluster become noise when clustering put them back in it: in the
+    cluster that now has its id, or in the cluster holding most of its former members."""
+    if not kept_out:
+        return names
+    heirs: dict[int, Counter[str]] = defaultdict(Counter)
+    for face, label in zip(face_ids, labels.tolist(), strict=True):
+        if label >= 0 and face in previous:
+            heirs[label][previous[face]] += 1
+    for face, label in zip(face_ids, labels.tolist(), strict=True):
+        refused = kept_out.get(face)
+        if not refused or label < 0:
+            continue
+        heir = heirs[label].most_common(1)
+        if names[face] in refused or (heir and heir[0][0] in refused):
+            names[face] = None
+    return names

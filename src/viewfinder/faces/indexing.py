@@ -23,6 +23,7 @@ from viewfinder.db import tasks as tasks_repo
 from viewfinder.db.faces import NewFace
 from viewfinder.db.models import Face, TaskState
 from viewfinder.faces.align import align_face, as_rgb_array
+from viewfinder.faces.organize import OrganizePolicy
 from viewfinder.faces.quality import assess_face, is_clusterable
 from viewfinder.library.processing import TaskWorker, run_isolated
 from viewfinder.models.nms import iou
@@ -68,9 +69,15 @@ class FaceProcessor:
     kind = FACES_TASK
     min_side: int | None = None  # small faces need every pixel
 
-    def __init__(self, pool: ModelPool, thresholds: FaceThresholds) -> None:
+    def __init__(
+        self,
+        pool: ModelPool,
+        thresholds: FaceThresholds,
+        organizing: OrganizePolicy | None = None,
+    ) -> None:
         self._pool = pool
         self._thresholds = thresholds
+        self._organizing = organizing
 
     def compute(self, images: dict[int, Image.Image]) -> dict[int, Any]:
         ids = list(images)
@@ -125,7 +132,8 @@ class FaceProcessor:
 
     def store(self, session: Session, asset_id: int, result: Any) -> None:
         """Replace the asset's faces, so processing it again never duplicates them; a face found
-        again at the same place keeps its person and cluster (a manual label survives)."""
+        again at the same place keeps its person and cluster (a manual label survives). When a
+        clusterable face is new, the organise job is scheduled in the same transaction."""
         previous = face_repo.faces_of_asset(session, asset_id)
         face_repo.delete_faces_of_asset(session, asset_id)
         stored = face_repo.add_faces(session, asset_id, result)
@@ -137,6 +145,11 @@ class FaceProcessor:
                 face.match_score = match.match_score
                 face.cluster_id = match.cluster_id
         session.flush()
+        if self._organizing is not None and any(
+            face.clusterable and face.person_source is None and face.cluster_id is None
+            for face in stored
+        ):
+            self._organizing.schedule(session)
 
     def after_commit(self, results: dict[int, Any]) -> None:
         return

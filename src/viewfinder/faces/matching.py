@@ -10,7 +10,7 @@ that person's prototypes.
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Hashable, Sequence
+from collections.abc import Collection, Hashable, Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -110,8 +110,12 @@ def match_faces(
     prototypes: PersonPrototypes,
     threshold: float = DEFAULT_MATCH_THRESHOLD,
     photo_ids: Sequence[Hashable] | None = None,
+    excluded: Mapping[int, Collection[str]] | None = None,
 ) -> list[PersonMatch]:
     """Each face's person, or None below ``threshold``.
+
+    ``excluded`` maps a face's index to people it must never be given (a user said "not this
+    person"): for that face they do not exist.
 
     With ``photo_ids``, two faces of one photo are never given the same person: within a
     photo the (face, person) pairs above the threshold are taken best first, each face and
@@ -120,6 +124,12 @@ def match_faces(
     """
     scores = prototypes.similarities(embeddings)
     count = len(scores)
+    if excluded:
+        column = {person: owner for owner, person in enumerate(prototypes.person_ids)}
+        for face, people in excluded.items():
+            for person in people:
+                if person in column and 0 <= face < count:
+                    scores[face, column[person]] = -np.inf
     if photo_ids is not None and len(photo_ids) != count:
         raise ValueError(f"{count} embeddings but {len(photo_ids)} photo ids")
     best_seen = scores.max(axis=1) if scores.shape[1] else np.full(count, -1.0, dtype=np.float32)

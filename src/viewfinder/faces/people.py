@@ -1,7 +1,10 @@
 """People: creating, renaming, merging and deleting them, and naming faces.
 
 Faces whose ``person_source`` is ``manual`` were named (or un-named) by a user: automatic runs
-(``dual_mode``) never change them. The trained face-matching head lives in ``heads``."""
+(``dual_mode``) never change them, never give a face a person it was rejected for, and never put
+it back in a cluster it was taken out of. Every correction schedules the debounced organise job
+(``organize``) in its own transaction, so the other faces follow. The trained face-matching
+head lives in ``heads``."""
 
 from __future__ import annotations
 
@@ -18,6 +21,8 @@ from viewfinder.db.people import MANUAL
 from viewfinder.errors import ConflictError, InvalidInputError, NotFoundError
 from viewfinder.faces.dual_mode import DualOptions, DualReport, cluster_dual
 from viewfinder.faces.heads import FaceHeads, TrainReport
+from viewfinder.faces.organize import OrganizePolicy
+from viewfinder.settings import Settings
 
 MAX_NAME = 200
 
@@ -36,8 +41,10 @@ def clean_name(name: str) -> str:
 
 
 class PeopleService:
-    def __init__(self, sessions: sessionmaker[Session]) -> None:
+    def __init__(self, sessions: sessionmaker[Session], settings: Settings) -> None:
         self._sessions = sessions
+        self._settings = settings
+        self._organizing = OrganizePolicy.from_settings(settings)
         self.heads = FaceHeads(sessions)
 
     # --- people -------------------------------------------------------------------------------
@@ -92,6 +99,7 @@ class PeopleService:
     def delete_person(self, person_id: int) -> None:
         with self._sessions.begin() as s:
             repo.forget_person(s, self.get_person(s, person_id))
+            self._organizing.schedule(s)
 
     def merge(self, source_id: int, target_id: int) -> tuple[Person, int]:
         """Move every face of ``source`` to ``target`` and delete ``source``. Refused (409) when
@@ -109,6 +117,7 @@ class PeopleService:
             repo.move_faces(s, source_id, target_id)
             s.delete(source)
             s.flush()
+            self._organizing.schedule(s)
             return target, repo.face_count(s, target_id)
 
     def person_photos(self, person_id: int, limit: int, offset: int) -> list[Asset]:
@@ -137,7 +146,9 @@ class PeopleService:
                 )
             face.person_id, face.person_source, face.match_score = person.id, MANUAL, None
             face.cluster_id = None
+            repo.forget_rejection(s, face.id, person.id)  # the user now says it is them
             s.flush()
+            self._organizing.schedule(s)
             return face
 
     def unassign(self, face_id: int) -> Face:
@@ -145,7 +156,36 @@ class PeopleService:
         with self._sessions.begin() as s:
             face = self._face(s, face_id)
             face.person_id, face.person_source, face.match_score = None, MANUAL, None
+            face.cluster_id = None
             s.flush()
+            self._organizing.schedule(s)
+            return face
+
+    def reject(self, face_id: int, person_id: int) -> Face:
+        """ "Not this person": the face loses ``person_id`` if it had it (and is open to
+        automatic matching and clustering again), and no automatic run ever gives it that person
+        again. Assigning it to that person by hand later lifts the rejection."""
+        with self._sessions.begin() as s:
+            face = self._face(s, face_id)
+            self.get_person(s, person_id)
+            repo.reject_person(s, face.id, person_id)
+            if face.person_id == person_id:
+                face.person_id = face.person_source = face.match_score = None
+            s.flush()
+            self._organizing.schedule(s)
+            return face
+
+    def remove_from_cluster(self, cluster_id: str, face_id: int) -> Face:
+        """Take a face out of an unknown cluster; no automatic run puts it back there (nor
+        gives it the person the cluster is later named as)."""
+        with self._sessions.begin() as s:
+            face = self._face(s, face_id)
+            if face.cluster_id != cluster_id:
+                raise NotFoundError(f"face {face_id} is not in cluster {cluster_id}")
+            repo.reject_cluster(s, face.id, cluster_id)
+            face.cluster_id = None
+            s.flush()
+            self._organizing.schedule(s)
             return face
 
     def label_cluster(self, cluster_id: str, name: str) -> tuple[Person, int, int]:
@@ -168,7 +208,9 @@ class PeopleService:
                 face.cluster_id = None
                 taken.add(face.asset_id)
                 labelled += 1
+            repo.cluster_rejections_to_person(s, cluster_id, person.id)
             s.flush()
+            self._organizing.schedule(s)
             return person, labelled, skipped
 
     def clusters(self) -> list[tuple[str, list[int]]]:
@@ -225,6 +267,21 @@ class PeopleService:
 
     def cluster_dual(self, options: DualOptions) -> DualReport:
         return cluster_dual(self._sessions, self.heads.space, options)
+
+    def organize(self) -> DualReport:
+        """Match every open face to the named people and group the rest, with the configured
+        parameters (``FACE_*``): what the background ``faces_organize`` job runs, and what
+        ``viewfinder index`` runs after detecting faces. Incremental above
+        ``VIEWFINDER_FACE_ORGANIZE_FULL_LIMIT`` unknown faces."""
+        options = DualOptions.from_settings(
+            self._settings, incremental_above=self._settings.face_organize_full_limit
+        )
+        return self.cluster_dual(options)
+
+    def schedule_organize(self) -> None:
+        """Schedule (or put off) the debounced organise job, if automatic organising is on."""
+        with self._sessions.begin() as s:
+            self._organizing.schedule(s)
 
     def check_trainable(self) -> None:
         self.heads.check_trainable()

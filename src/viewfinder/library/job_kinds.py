@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 from viewfinder.db import assets as assets_repo
 from viewfinder.db import tasks as tasks_repo
 from viewfinder.faces.dual_mode import DualOptions
+from viewfinder.faces.organize import FACES_ORGANIZE_JOB
 from viewfinder.library.ingest import FolderReport
 from viewfinder.library.jobs import JobHandler, Progress
 from viewfinder.library.processing import EMBED_TASK
@@ -66,6 +67,12 @@ def faces_cluster_dual(lib: Library, params: dict[str, Any], _: Progress) -> dic
     return asdict(lib.people.cluster_dual(DualOptions(**params)))
 
 
+def faces_organize(lib: Library, _params: dict[str, Any], _: Progress) -> dict[str, Any]:
+    """Organise faces (``PeopleService.organize``), scheduled, debounced, after new faces or a
+    user's correction. Run again, it recomputes from the stored faces: harmless."""
+    return asdict(lib.people.organize())
+
+
 def faces_train(lib: Library, params: dict[str, Any], _: Progress) -> dict[str, Any]:
     """Train the face-matching head (``epochs``, ``margin``). Run again, it trains again."""
     return asdict(lib.people.train(params["epochs"], params["margin"]))
@@ -96,4 +103,5 @@ JOB_KINDS: dict[str, JobHandler[Library]] = {
     "train_classifiers": train_classifiers,
     "faces_cluster_dual": faces_cluster_dual,
     "faces_train": faces_train,
+    FACES_ORGANIZE_JOB: faces_organize,
 }

@@ -20,6 +20,7 @@ from viewfinder.db.engine import (
 from viewfinder.db.migrate import upgrade
 from viewfinder.errors import InvalidInputError
 from viewfinder.faces.indexing import FaceProcessor, FaceThresholds
+from viewfinder.faces.organize import OrganizePolicy
 from viewfinder.faces.people import PeopleService
 from viewfinder.imaging.fetch import FetchPolicy
 from viewfinder.library.assets import AssetService
@@ -103,7 +104,13 @@ class Library:
         if settings.caption_assets:
             processors.append(CaptionProcessor(pool))
         if settings.faces_enabled:
-            processors.append(FaceProcessor(pool, FaceThresholds.from_settings(settings)))
+            processors.append(
+                FaceProcessor(
+                    pool,
+                    FaceThresholds.from_settings(settings),
+                    OrganizePolicy.from_settings(settings),
+                )
+            )
         workers = [
             TaskWorker(
                 processor,
@@ -144,7 +151,7 @@ class Library:
             ClusterService(sessions, settings.kmeans_clusters, settings.kmeans_batch_size),
             DuplicateFinder(sessions, index),
             ClassifierTrainer(sessions, classifiers, FetchPolicy.from_settings(settings)),
-            PeopleService(sessions),
+            PeopleService(sessions, settings),
             originals,
             BucketImporter(sessions, ingest, objects, settings.max_download_bytes),
             CollectionService(sessions, classifiers),
