@@ -9,15 +9,39 @@ import torch
 
 from viewfinder.analysis.service import AnalysisService
 from viewfinder.classifiers.store import ClassifierStore
+from viewfinder.errors import ViewfinderError
 from viewfinder.imaging.budget import set_decode_budget
 from viewfinder.imaging.fetch import FetchPolicy
 from viewfinder.library.library import Library
+from viewfinder.library.status import LibraryStatus
 from viewfinder.model_registry import ModelEntry, batch_policy, factories, model_entries
 from viewfinder.runtime.device import select_device
 from viewfinder.runtime.pool import ModelPool
 from viewfinder.settings import Settings
 
 log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class ModelStatus:
+    """One configured model as this process sees it."""
+
+    name: str
+    description: str
+    source: str  # the setting's value
+    setting: str  # the environment variable that names it
+    available: bool  # a local copy is there (or the source is a local path that exists)
+    unavailable_reason: str | None  # why not, or why it failed to load here lately
+    loaded: bool
+    load_seconds: float | None
+    batches_run: int
+    items_run: int
+
+
+@dataclass(frozen=True)
+class SystemStatus:
+    library: LibraryStatus | None  # None: this process was built without the library
+    models: list[ModelStatus]
 
 
 @dataclass
@@ -65,6 +89,46 @@ class Services:
         if self.library is not None:
             self.library.close()
         self.pool.close()
+
+    def model_status(self) -> list[ModelStatus]:
+        """Every configured model: whether a local copy exists (looked up offline: nothing is
+        downloaded), whether it failed to load lately, and, when loaded, its batching so far."""
+        offline = self.settings.model_copy(update={"offline": True})
+        out = []
+        for name, entry in self.models.items():
+            try:
+                entry.resolve(offline)
+                available, reason = True, None
+            except ViewfinderError as exc:
+                available, reason = False, str(exc)
+            reason = self.pool.failure(name) or reason
+            model = self.pool.peek(name)
+            out.append(
+                ModelStatus(
+                    name=name,
+                    description=entry.description,
+                    source=entry.source.spec,
+                    setting=entry.source.env_var,
+                    available=available,
+                    unavailable_reason=reason,
+                    loaded=model is not None,
+                    load_seconds=model.load_seconds if model else None,
+                    batches_run=model.batcher.batches_run if model else 0,
+                    items_run=model.batcher.items_run if model else 0,
+                )
+            )
+        return out
+
+    def status(self) -> SystemStatus:
+        """The library's background work (from the database: every process's) and the models
+        of this process."""
+        report = self.library.status.report() if self.library is not None else None
+        return SystemStatus(report, self.model_status())
+
+    def readiness(self) -> list[str]:
+        """Why this deployment is not doing its work (database unreachable, processing
+        paused); empty when it is."""
+        return self.library.status.readiness() if self.library is not None else []
 
     def require_library(self) -> Library:
         if self.library is None:

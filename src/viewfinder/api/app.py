@@ -65,6 +65,7 @@ def create_app(settings: Settings, services: Services | None = None) -> FastAPI:
     app.include_router(seed004.router)
     app.include_router(seed003.router)
     app.include_router(system.router)
+    app.include_router(system.probes)
     app.include_router(web.router)
     app.include_router(docs_router)
     app.add_middleware(

@@ -43,10 +43,20 @@ READ_ONLY_POSTS = frozenset(
         "/api/images/analyze-stream",
     }
 )
-# Needing no key: health checks, the web UI's page and files (so it can ask for a key), the
-# API's description, and the session routes (signing in). None of them returns library data.
+# Needing no key: health and readiness checks, the web UI's page and files (so it can ask for a
+# key), the API's description, and the session routes (signing in). None of them returns library
+# data.
 PUBLIC_PATHS = frozenset(
-    {"/health", "/", "/openapi.json", "/docs", "/docs/oauth2-redirect", "/redoc", SESSION_PATH}
+    {
+        "/health",
+        "/ready",
+        "/",
+        "/openapi.json",
+        "/docs",
+        "/docs/oauth2-redirect",
+        "/redoc",
+        SESSION_PATH,
+    }
 )
 PUBLIC_PREFIXES = ("/ui/static/", "/docs/")
 

@@ -101,6 +101,12 @@ def list_jobs(s: Session, kind: str | None = None, limit: int = 50) -> list[Job]
     return list(s.scalars(stmt))
 
 
+def jobs_in_state(s: Session, state: str, limit: int = 50) -> list[Job]:
+    """Jobs in ``state`` (``running``, ``pending``...), the oldest first."""
+    stmt = select(Job).where(Job.state == state).order_by(Job.created_at, Job.id).limit(limit)
+    return list(s.scalars(stmt))
+
+
 def claim_job(s: Session, kinds: Sequence[str], worker: str) -> Job | None:
     """Move the oldest pending job of one of ``kinds`` to running for ``worker``, with a fresh
     heartbeat; None if none.

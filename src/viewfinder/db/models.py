@@ -307,3 +307,17 @@ class ServerSecret(Base):
     value: Mapped[bytes] = mapped_column(LargeBinary)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
+
+class ProcessingPause(Base):
+    """A worker that cannot do one kind of per-asset work (its model is not available). Written
+    by the worker when it pauses, refreshed on each failed retry, deleted when it works again or
+    stops; read by every process (the API's status and readiness), so a pause in a worker on
+    another machine is visible. A row not refreshed for a while belongs to a dead worker."""
+
+    __tablename__ = "processing_pauses"
+
+    kind: Mapped[str] = mapped_column(String(32), primary_key=True)
+    worker: Mapped[str] = mapped_column(String(128), primary_key=True)  # host:pid
+    reason: Mapped[str] = mapped_column(Text)
+    since: Mapped[datetime] = mapped_column(default=utcnow)
+    seen_at: Mapped[datetime] = mapped_column(default=utcnow)

@@ -48,12 +48,13 @@ def upsert(
     entity: type[Base],
     values: dict[str, Any] | list[dict[str, Any]],
     keys: Sequence[str],
+    keep: Sequence[str] = (),
 ) -> None:
-    """INSERT ... ON CONFLICT (keys) DO UPDATE SET every other column (of one row, or of rows
-    that all have the same columns): the same statement on both backends, built by each
-    dialect's own ``insert``."""
+    """INSERT ... ON CONFLICT (keys) DO UPDATE SET every other column but ``keep`` (of one row,
+    or of rows that all have the same columns): the same statement on both backends, built by
+    each dialect's own ``insert``."""
     first = values[0] if isinstance(values, list) else values
-    changed = [name for name in first if name not in keys]
+    changed = [name for name in first if name not in keys and name not in keep]
     if s.get_bind().dialect.name == "postgresql":
         pg_stmt = postgresql.insert(entity).values(values)
         excluded = pg_stmt.excluded
@@ -70,3 +71,8 @@ def upsert(
             index_elements=list(keys), set_={name: excluded[name] for name in changed}
         )
     )
+
+
+def ping(s: Session) -> None:
+    """One round trip to the database (``SELECT 1``); raises when it cannot be reached."""
+    s.execute(select(1))

@@ -237,3 +237,36 @@ def enqueue_tasks(s: Session, asset_ids: Sequence[int], kind: str) -> None:
             for asset_id in asset_ids[start : start + IN_CHUNK]
         ]
         upsert(s, AssetTask, rows, keys=("asset_id", "kind"))
+
+
+def counts_by_kind(s: Session) -> dict[str, dict[str, int]]:
+    """Tasks per kind and state in one query; every state of a kind present, zeros included.
+    Only kinds that have tasks appear."""
+    stmt = select(AssetTask.kind, AssetTask.state, func.count()).group_by(
+        AssetTask.kind, AssetTask.state
+    )
+    counts: dict[str, dict[str, int]] = {}
+    for kind, state, n in s.execute(stmt):
+        counts.setdefault(kind, {st.value: 0 for st in TaskState})[state] = int(n)
+    return counts
+
+
+def recent_failures(s: Session, kind: str, limit: int) -> list[AssetTask]:
+    """The tasks of ``kind`` that failed for good, the latest first (ties by asset id)."""
+    stmt = (
+        select(AssetTask)
+        .where(AssetTask.kind == kind, AssetTask.state == TaskState.FAILED.value)
+        .order_by(AssetTask.updated_at.desc(), AssetTask.asset_id)
+        .limit(limit)
+    )
+    return list(s.scalars(stmt))
+
+
+def retrying_count(s: Session, kind: str) -> int:
+    """Pending tasks of ``kind`` that failed at least once and will be tried again."""
+    stmt = select(func.count()).where(
+        AssetTask.kind == kind,
+        AssetTask.state == TaskState.PENDING.value,
+        AssetTask.attempts > 0,
+    )
+    return int(s.scalar(stmt) or 0)

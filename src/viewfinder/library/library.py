@@ -40,6 +40,7 @@ from viewfinder.library.processing import (
     TaskWorker,
 )
 from viewfinder.library.search import SearchService
+from viewfinder.library.status import StatusService
 from viewfinder.library.stores import VectorStore, open_vector_store
 from viewfinder.runtime.pool import ModelPool
 from viewfinder.settings import Settings
@@ -87,6 +88,7 @@ class Library:
     buckets: BucketImporter  # indexing s3://bucket/prefix in place
     collections: CollectionService
     assets: AssetService
+    status: StatusService  # what the background work is doing, for every process
 
     @classmethod
     def open(cls, settings: Settings, pool: ModelPool, classifiers: ClassifierStore) -> Library:
@@ -156,6 +158,7 @@ class Library:
             BucketImporter(sessions, ingest, objects, settings.max_download_bytes),
             CollectionService(sessions, classifiers),
             AssetService(sessions, blobs, originals),
+            StatusService(sessions, index, [w.kind for w in workers]),
         )
 
     def __post_init__(self) -> None:

@@ -12,7 +12,7 @@ import socket
 import threading
 import time
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
@@ -23,6 +23,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from viewfinder.db import assets as assets_repo
 from viewfinder.db import embeddings as embeddings_repo
+from viewfinder.db import pauses as pauses_repo
 from viewfinder.db import tasks as tasks_repo
 from viewfinder.db.models import Asset, TaskState
 from viewfinder.errors import ModelUnavailableError, OverloadedError
@@ -41,6 +42,10 @@ CAPTION_TASK = "caption"
 CLIP_MODEL = "clip"
 # Errors that are not the asset's fault: the batch is given back and the worker backs off.
 TRANSIENT = (ModelUnavailableError, OverloadedError)
+# A paused worker (its model is not available) tries again this often, refreshing its pause
+# row each time; a pause row not refreshed for PAUSE_STALE_S belongs to a worker that died.
+PAUSE_RETRY_S = 10.0
+PAUSE_STALE_S = 120.0
 
 
 def worker_name() -> str:
@@ -166,6 +171,8 @@ class TaskWorker:
         self.name = worker_name()
         self.lease_s = lease_s  # a claim not renewed for this long belongs to a dead worker
         self._next_recovery = 0.0
+        self.pause_retry_s = max(poll_interval_s, PAUSE_RETRY_S)
+        self._paused = False  # this process recorded a pause of this kind
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
@@ -358,17 +365,25 @@ class TaskWorker:
         self._threads.clear()
         with self._sessions.begin() as session:
             handed_back = tasks_repo.release_worker(session, self.kind, self.name)
+            # A stopped worker is not paused: it waits for nothing.
+            pauses_repo.clear_pause(session, self.kind, self.name)
+        self._paused = False
         if handed_back:
             log.info("handed back %d %s tasks", handed_back, self.kind)
 
-    def drain(self, timeout_s: float) -> bool:
+    def drain(self, timeout_s: float, on_remaining: Callable[[int], None] | None = None) -> bool:
         """Return once no work of this kind is pending or running (False on timeout). With
-        worker threads running, wait for them; without, do the work on the calling thread."""
+        worker threads running, wait for them; without, do the work on the calling thread.
+        ``on_remaining`` hears how many tasks are still pending or running, before each batch
+        and at the end (0), for a progress bar."""
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             with self._sessions() as session:
                 counts = tasks_repo.task_counts(session, self.kind)
-            if counts[TaskState.PENDING] == 0 and counts[TaskState.RUNNING] == 0:
+            remaining = counts[TaskState.PENDING] + counts[TaskState.RUNNING]
+            if on_remaining is not None:
+                on_remaining(remaining)
+            if remaining == 0:
                 return True
             if self._threads:
                 self._wake.set()
@@ -382,17 +397,46 @@ class TaskWorker:
             self._recover_if_due()
             try:
                 settled = self.process_batch()
-            except TRANSIENT as exc:
+            except ModelUnavailableError as exc:
                 log.error("%s processing paused: %s", self.kind, exc)
-                self._stop.wait(max(self._poll_interval_s, 10.0))
+                self._pause(f"model not available: {exc}")
+                self._stop.wait(self.pause_retry_s)
+                continue
+            except OverloadedError as exc:  # backpressure, not a pause: the model works
+                log.warning("%s processing backs off: %s", self.kind, exc)
+                self._stop.wait(self.pause_retry_s)
                 continue
             except Exception:
                 log.exception("%s worker batch failed", self.kind)
                 self._stop.wait(self._poll_interval_s)
                 continue
+            self._resume()
             if settled == 0:
                 self._wake.wait(self._poll_interval_s)
                 self._wake.clear()
+
+    def _pause(self, reason: str) -> None:
+        """Record in the database that this worker cannot work, and why (refreshed on each
+        retry), so status and readiness in every process can say so."""
+        self._paused = True
+        try:
+            with self._sessions.begin() as session:
+                pauses_repo.record_pause(session, self.kind, self.name, reason)
+        except Exception:
+            log.warning("could not record the pause of %s processing", self.kind, exc_info=True)
+
+    def _resume(self) -> None:
+        """A batch went through (or there was nothing to do): no longer paused."""
+        if not self._paused:
+            return
+        try:
+            with self._sessions.begin() as session:
+                pauses_repo.clear_pause(session, self.kind, self.name)
+        except Exception:
+            log.warning("could not clear the pause of %s processing", self.kind, exc_info=True)
+            return
+        self._paused = False
+        log.info("%s processing resumed", self.kind)
 
     def _recover_if_due(self) -> None:
         """Every quarter lease, take back the claims of dead workers (any live worker does it;

@@ -101,6 +101,15 @@ class ModelPool:
         with self._guard:
             return self._loaded.get(name)
 
+    def failure(self, name: str) -> str | None:
+        """Why the model last failed to load, while that failure is remembered (see
+        ``FAILURE_MEMORY_S``); None when it did not fail lately."""
+        with self._guard:
+            failure = self._failures.get(name)
+        if failure is None or time.monotonic() - failure[0] >= FAILURE_MEMORY_S:
+            return None
+        return str(failure[1])
+
     def run(self, name: str, item: Any) -> Any:
         with self.lease(name) as model:
             return model.run(item)
