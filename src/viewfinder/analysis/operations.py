@@ -36,6 +36,9 @@ class OperationSpec:
     default_target: Target
     # The pool model that computes the operation's data on a region (None: detection only).
     model: str | None
+    # Its parameters besides ``target``: name -> what it takes (``viewfinder analyze
+    # --list-operations`` prints them).
+    params: tuple[tuple[str, str], ...] = ()
 
 
 OPERATIONS: dict[OperationType, OperationSpec] = {
@@ -68,12 +71,14 @@ OPERATIONS: dict[OperationType, OperationSpec] = {
         ALL_TARGETS,
         Target.WHOLE_IMAGE,
         None,  # the classifier names the embedding it was trained on
+        (("collection_id", "required; the collection whose trained classifier decides"),),
     ),
     OperationType.DESCRIBE_IMAGE: OperationSpec(
         "Generates a text description of an image region using an image captioning model.",
         ALL_TARGETS,
         Target.WHOLE_IMAGE,
         "caption",
+        (("max_length", "the longest caption in tokens, 1-512 (default 50)"),),
     ),
 }
 

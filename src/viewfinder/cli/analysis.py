@@ -14,12 +14,36 @@ import typer
 from viewfinder.analysis.results import Task
 from viewfinder.atomic import write_atomically
 from viewfinder.cli.common import fail, load_settings
+from viewfinder.cli.progress import Progress
 from viewfinder.errors import InvalidInputError, ViewfinderError
 from viewfinder.imaging.decode import EMBED_MIN_SIDE
-
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".gif", ".bmp", ".tif", ".tiff", ".webp"}
+from viewfinder.imaging.sniff import IMAGE_SUFFIXES
 
 Captioner = Callable[[bytes, str], str]
+
+
+def _list_operations(value: bool) -> None:
+    """``--list-operations``: seed 000's operations, as GET /available_operations/ has them."""
+    if not value:
+        return
+    from viewfinder.analysis.operations import FACE_CONTEXTS, OPERATIONS
+
+    for op, spec in OPERATIONS.items():
+        targets = ", ".join(
+            f"{t.value} (default)" if t is spec.default_target else t.value
+            for t in spec.allowed_targets
+        )
+        typer.echo(op.value)
+        typer.echo(f"    {spec.description}")
+        typer.echo(f"    targets: {targets}")
+        for name, what in spec.params:
+            typer.echo(f"    {name}: {what}")
+    contexts = " or ".join(t.value for t in FACE_CONTEXTS)
+    typer.echo(
+        f"\nWith target prominent_face, face_context ({contexts}) says where the face is looked "
+        "for.\nUse: viewfinder analyze IMAGE -t TYPE[:TARGET] ..., or --tasks-json for params."
+    )
+    raise typer.Exit()
 
 
 def analyze(
@@ -33,10 +57,25 @@ def analyze(
         ),
     ] = None,
     tasks_json: Annotated[
-        str | None, typer.Option(help="The tasks array as JSON, as the API takes it.")
+        str | None,
+        typer.Option(
+            help='The tasks array as JSON, as the API takes it: [{"operation_id": ..., '
+            '"type": ..., "params": {...}}].'
+        ),
     ] = None,
+    list_operations: Annotated[
+        bool,
+        typer.Option(
+            "--list-operations",
+            callback=_list_operations,
+            is_eager=True,
+            help="List the operations (what each does, its targets and parameters) and exit; "
+            "no IMAGE needed.",
+        ),
+    ] = False,
 ) -> None:
-    """Analyse one image and print the same JSON as POST /analyze_image/."""
+    """Analyse one image and print the same JSON as POST /analyze_image/
+    (`--list-operations` shows what it can do)."""
     from viewfinder.analysis.results import response_payload
     from viewfinder.container import Services
 
@@ -100,15 +139,17 @@ def caption_folder(
         (
             _remote_captioner(server, max_length) if server else _local_captioner(max_length)
         ) as captioner,
-        typer.progressbar(todo, label="caption", file=sys.stderr) as bar,
+        Progress("caption", len(todo), unit="images") as bar,
     ):
-        for image_path in bar:
+        for image_path in todo:
             try:
                 caption = captioner(image_path.read_bytes(), image_path.name)
             except (ViewfinderError, OSError) as exc:
                 failures += 1
-                typer.echo(f"\nskipped {image_path.name}: {exc}", err=True)
+                bar.echo(f"skipped {image_path.name}: {exc}")
                 continue
+            finally:
+                bar.advance()
             write_atomically(image_path.with_suffix(".txt"), (caption + "\n").encode())
     typer.echo(f"{len(todo) - failures} captioned, {failures} skipped")
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -11,6 +10,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from viewfinder.cli.common import command_library, fail, load_settings
+from viewfinder.cli.progress import Progress
 from viewfinder.errors import InvalidInputError, ViewfinderError
 
 if TYPE_CHECKING:
@@ -66,7 +66,18 @@ def index(
         str, typer.Option(help="Prefix for the stored folder labels of these files.")
     ] = "",
     wait: Annotated[
-        bool, typer.Option(help="Embed and index the new images before returning.")
+        bool,
+        typer.Option(
+            help="Embed and index the new images (and find their faces) before returning; "
+            "--no-wait leaves that to a running server or `viewfinder worker`."
+        ),
+    ] = True,
+    faces: Annotated[
+        bool,
+        typer.Option(
+            help="After embedding, find the faces of the images and organise them into people "
+            "(--no-faces: leave them to a running server or `viewfinder faces backfill`)."
+        ),
     ] = True,
     copy_originals: Annotated[
         bool,
@@ -77,9 +88,13 @@ def index(
         ),
     ] = False,
 ) -> None:
-    """Ingest every image under PATH into the library (folder = path relative to PATH). An
-    s3://bucket/prefix is indexed in place (folder = the key's directory, as seed 002 laid its
-    bucket out); objects indexed before are skipped without being downloaded."""
+    """Ingest every image under PATH into the library (folder = path relative to PATH), embed
+    the new ones, then find and organise their faces. Files that are not images (a README, a
+    CSV) are skipped quietly and counted. An s3://bucket/prefix is indexed in place (folder = the
+    key's directory, as seed 002 laid its bucket out); objects indexed before are skipped
+    without being downloaded."""
+    from viewfinder.cli.faces import index_faces
+    from viewfinder.faces.indexing import FACES_TASK
     from viewfinder.library.ingest import iter_image_files
     from viewfinder.storage.s3_source import is_s3_url, parse_s3_url
 
@@ -98,22 +113,34 @@ def index(
             )
         else:
             total = sum(1 for _ in iter_image_files(path))
-            with typer.progressbar(length=total, label="ingest", file=sys.stderr) as bar:
-                state = {"seen": 0}
-
-                def advance(report: FolderReport) -> None:
-                    bar.update(report.seen - state["seen"])
-                    state["seen"] = report.seen
-
-                report = library.ingest.ingest_folder(path, folder_prefix, advance)
-        for relative, reason in report.skipped:
+            with Progress("copy in", total, unit="files") as bar:
+                report = library.ingest.ingest_folder(
+                    path, folder_prefix, lambda r: bar.update(r.seen)
+                )
+        for relative, reason in report.problems:
             typer.echo(f"skipped {relative}: {reason}", err=True)
         typer.echo(
-            f"{report.created} new, {report.existing} already stored, {len(report.skipped)} skipped"
+            f"{report.created} new, {report.existing} already stored, "
+            f"{len(report.problems)} skipped"
         )
         if wait:
-            library.worker.drain(timeout_s=float("inf"))
+            for worker in library.workers:
+                if worker.kind == FACES_TASK:
+                    continue  # below, with its own message when it cannot run
+                with Progress(worker.kind, unit="images") as bar:
+                    worker.drain(timeout_s=float("inf"), on_remaining=bar.remaining)
             typer.echo(f"{library.index.count()} images indexed")
+            if faces:
+                index_faces(library)
+        if report.not_images:
+            typer.echo(_not_images_line(report.not_images))
+
+
+def _not_images_line(paths: list[str], named: int = 3) -> str:
+    """``skipped 3 files that are not images (README, data.csv, notes.txt)``."""
+    shown = ", ".join(paths[:named]) + (", ..." if len(paths) > named else "")
+    noun = "file that is not an image" if len(paths) == 1 else "files that are not images"
+    return f"skipped {len(paths)} {noun} ({shown})"
 
 
 def _bucket_progress(every_s: float = 2.0) -> Callable[[FolderReport], None]:
@@ -125,7 +152,7 @@ def _bucket_progress(every_s: float = 2.0) -> Callable[[FolderReport], None]:
             last[0] = time.monotonic()
             typer.echo(
                 f"{report.seen} objects: {report.created} new, {report.existing} known, "
-                f"{len(report.skipped)} skipped",
+                f"{len(report.problems)} skipped, {len(report.not_images)} not images",
                 err=True,
             )
 

@@ -4,6 +4,7 @@ and serves the API."""
 from __future__ import annotations
 
 import logging
+import os
 from typing import Annotated
 
 import typer
@@ -18,6 +19,40 @@ from viewfinder.cli.scale import vectors_app, worker
 from viewfinder.errors import ViewfinderError
 
 app = typer.Typer(no_args_is_help=True, help="Viewfinder: self-hosted image intelligence.")
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        from importlib.metadata import version
+
+        typer.echo(f"viewfinder {version('viewfinder')}")
+        raise typer.Exit()
+
+
+@app.callback()
+def main(
+    ctx: typer.Context,
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version",
+            callback=_print_version,
+            is_eager=True,
+            help="Print Viewfinder's version and exit.",
+        ),
+    ] = False,
+) -> None:
+    """Viewfinder: self-hosted image intelligence."""
+    _quiet_libraries(ctx.invoked_subcommand)
+
+
+def _quiet_libraries(command: str | None) -> None:
+    """The commands draw their own progress: the libraries' own bars ("Loading weights") and
+    OpenCV's notices would break it up. Set before those libraries load; an explicit setting
+    wins. ``models pull`` keeps Hugging Face's download bars, the only progress it has."""
+    if command != "models":
+        os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    os.environ.setdefault("OPENCV_LOG_LEVEL", "ERROR")
 
 
 @app.command()

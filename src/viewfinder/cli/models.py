@@ -14,19 +14,42 @@ models_app = typer.Typer(no_args_is_help=True, help="List and fetch the configur
 
 @models_app.command("list")
 def models_list() -> None:
-    """Each model: its setting, its source, and whether a local copy is available."""
+    """Each model: its setting, its source, and whether a local copy is available; then which
+    are missing and how to get them."""
     from viewfinder.model_registry import model_entries
+    from viewfinder.runtime.sources import looks_like_path
 
     settings = load_settings()
     offline = settings.model_copy(update={"offline": True})
-    for name, entry in model_entries(settings, "cpu").items():
-        try:
-            where = str(entry.resolve(offline))
-            state = "available"
-        except ViewfinderError:
-            where, state = "-", "missing (run `viewfinder models pull`)"
+    fetchable: list[str] = []  # not downloaded yet: `models pull` fetches them
+    broken: list[str] = []  # a local path that is not there: only the setting can fix it
+    entries = model_entries(settings, "cpu")
+    for name, entry in entries.items():
         typer.echo(f"{name:16} {entry.source.env_var}={entry.source.spec}")
-        typer.echo(f"{'':16} {state}: {where}")
+        try:
+            typer.echo(f"{'':16} available: {entry.resolve(offline)}")
+        except ViewfinderError as exc:
+            if looks_like_path(entry.source.spec):
+                broken.append(name)
+                typer.echo(f"{'':16} missing: {exc}")
+            else:
+                fetchable.append(name)
+                typer.echo(f"{'':16} not downloaded yet")
+    if not fetchable and not broken:
+        typer.echo(f"all {len(entries)} models are available")
+    if fetchable:
+        when = (
+            "VIEWFINDER_OFFLINE is set: unset it for"
+            if settings.offline
+            else "fetched on first use, or now with"
+        )
+        typer.echo(
+            f"not downloaded: {', '.join(fetchable)} "
+            f"({when} `viewfinder models pull {' '.join(fetchable)}`)"
+        )
+    if broken:
+        paths = "its path does not exist" if len(broken) == 1 else "their paths do not exist"
+        typer.echo(f"missing: {', '.join(broken)} ({paths}: fix the setting shown above)")
 
 
 @models_app.command("pull")

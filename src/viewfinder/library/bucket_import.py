@@ -19,7 +19,14 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from viewfinder.db import assets as assets_repo
 from viewfinder.errors import StorageError, ViewfinderError
-from viewfinder.library.ingest import FolderReport, IngestResult, IngestService, clean_folder
+from viewfinder.imaging.sniff import IMAGE_SUFFIXES
+from viewfinder.library.ingest import (
+    NOT_AN_IMAGE_NAME,
+    FolderReport,
+    IngestResult,
+    IngestService,
+    clean_folder,
+)
 from viewfinder.storage.s3_source import (
     LIST_PAGE_SIZE,
     BucketObject,
@@ -29,15 +36,6 @@ from viewfinder.storage.s3_source import (
 )
 
 log = logging.getLogger(__name__)
-
-# The file name endings of the formats decode_image accepts (imaging.decode.ALLOWED_FORMATS):
-# a key is only downloaded when its name says image, so other objects cost nothing on any run.
-IMAGE_SUFFIXES = frozenset(
-    {
-        ".jpg", ".jpeg", ".jpe", ".jfif", ".mpo", ".png", ".gif", ".webp", ".avif",
-        ".bmp", ".dib", ".tif", ".tiff", ".ico", ".ppm", ".pgm", ".pbm", ".pnm",
-    }
-)  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -123,8 +121,9 @@ class BucketImporter:
     def _refusal(self, item: BucketObject) -> str | None:
         if "\x00" in item.key:  # legal in a key, but no database stores it in text
             return "the key contains a NUL character"
+        # A key is only downloaded when its name says image: other objects cost nothing.
         if PurePosixPath(item.key).suffix.lower() not in IMAGE_SUFFIXES:
-            return "not an image file name (no image extension)"
+            return NOT_AN_IMAGE_NAME
         if item.size > self._max_bytes:
             return (
                 f"{item.size} bytes, over the {self._max_bytes} byte limit "

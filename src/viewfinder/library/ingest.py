@@ -25,6 +25,7 @@ from viewfinder.db.models import Asset
 from viewfinder.errors import InvalidInputError, TooLargeError, ViewfinderError
 from viewfinder.imaging.decode import decode_image, upright_size_of
 from viewfinder.imaging.fetch import FetchPolicy, fetch_image_bytes
+from viewfinder.imaging.sniff import is_not_an_image
 from viewfinder.library.metadata import (
     PREVIEW_SIZE,
     ImageFacts,
@@ -36,6 +37,11 @@ from viewfinder.storage.blobs import BlobStore, original_key, preview_key, thumb
 log = logging.getLogger(__name__)
 
 MAX_FOLDER_LENGTH = 1024
+# Why a file that is plainly no image was skipped (a README, a CSV, a sidecar .txt): a folder's
+# own content, not a problem, so the CLI counts these in one line instead of naming each.
+NOT_AN_IMAGE = "not an image (neither its name nor its first bytes are an image format's)"
+NOT_AN_IMAGE_NAME = "not an image file name (no image extension)"  # bucket keys: by name only
+NOT_IMAGE_REASONS = frozenset({NOT_AN_IMAGE, NOT_AN_IMAGE_NAME})
 
 
 @dataclass(frozen=True)
@@ -67,6 +73,16 @@ class FolderReport:
     @property
     def seen(self) -> int:
         return self.created + self.existing + len(self.skipped)
+
+    @property
+    def not_images(self) -> list[str]:
+        """The skipped files that are no images at all (READMEs, CSVs, ...)."""
+        return [path for path, why in self.skipped if why in NOT_IMAGE_REASONS]
+
+    @property
+    def problems(self) -> list[tuple[str, str]]:
+        """The skipped files that looked like images but could not be stored, with why."""
+        return [(path, why) for path, why in self.skipped if why not in NOT_IMAGE_REASONS]
 
 
 def clean_folder(folder: str) -> str:
@@ -220,13 +236,19 @@ class IngestService:
         prefix: str = "",
         progress: Callable[[FolderReport], None] = lambda _: None,
     ) -> FolderReport:
-        """Every image file under ``root``; folder = prefix + path relative to ``root``."""
+        """Every image file under ``root``; folder = prefix + path relative to ``root``. Files
+        that are plainly no images (``imaging.sniff.is_not_an_image``: a README, a CSV) are
+        skipped as ``NOT_AN_IMAGE`` without being read whole."""
         prefix = clean_folder(prefix)
         root = root.resolve()
         report = FolderReport()
         for path in iter_image_files(root):
             relative = path.relative_to(root)
             folder = "/".join(p for p in (prefix, relative.parent.as_posix()) if p not in ("", "."))
+            if is_not_an_image(path):
+                report.skipped.append((relative.as_posix(), NOT_AN_IMAGE))
+                progress(report)
+                continue
             try:
                 result = self.ingest_bytes(path.read_bytes(), path.name, folder)
             except (ViewfinderError, OSError) as exc:
