@@ -65,6 +65,41 @@ class AssetPage(BaseModel):
     total: int
     limit: int
     offset: int
+    sort: str = Field("id", description="The order of the pages: id, newest or oldest.")
+
+
+class TimelineBucketOut(BaseModel):
+    key: str = Field(description='"2024-05" (month) or "2024-05-31" (day), in UTC.')
+    count: int
+    offset: int = Field(
+        description="Where the bucket's first asset is in GET /api/v1/assets with the same sort "
+        "and folder: the offset to jump to."
+    )
+
+
+class TimelineOut(BaseModel):
+    granularity: str
+    sort: str
+    total: int
+    buckets: list[TimelineBucketOut]
+
+
+class FolderNodeOut(BaseModel):
+    name: str = Field(description='The last path segment ("" for the root).')
+    path: str = Field(
+        description='The value for the `folder` filter: "/"-separated, "" the root. Compared '
+        'exactly: "Nature" and "nature" are two folders.'
+    )
+    count: int = Field(description="Assets directly in this folder.")
+    total: int = Field(description="Assets in this folder and every folder below it.")
+    children: list[FolderNodeOut]
+
+
+class FolderTreeOut(BaseModel):
+    case_sensitive: bool = Field(
+        True, description="Folder paths and the `folder` filter compare case-sensitively."
+    )
+    root: FolderNodeOut
 
 
 class UrlIngestIn(BaseModel):

@@ -11,11 +11,31 @@ from typing import Literal
 
 import numpy as np
 from numpy.typing import NDArray
-from sqlalchemy import ColumnElement, delete, func, or_, select
+from sqlalchemy import ColumnElement, Select, delete, func, or_, select
 from sqlalchemy.orm import Session
 
 from viewfinder.db.models import Asset, AssetTask, TaskState
 from viewfinder.db.statements import IN_CHUNK, int64_column
+
+# The order of a page of assets: ``id`` (the order they were added, the default), or by when
+# each photo was taken, ``newest`` or ``oldest`` first (see ``taken_at``).
+AssetOrder = Literal["id", "newest", "oldest"]
+# A timeline bucket: a calendar month ("2024-05") or day ("2024-05-31"), in UTC.
+Granularity = Literal["month", "day"]
+
+
+def taken_at() -> ColumnElement[datetime]:
+    """When the photo was taken: its EXIF capture time, else when it was added."""
+    return func.coalesce(Asset.captured_at, Asset.created_at)
+
+
+def _ordered(stmt: Select[Asset], order: AssetOrder) -> Select[Asset]:
+    """Ties broken by id in the same direction: a total, stable order for paging."""
+    if order == "newest":
+        return stmt.order_by(taken_at().desc(), Asset.id.desc())
+    if order == "oldest":
+        return stmt.order_by(taken_at(), Asset.id)
+    return stmt.order_by(Asset.id)
 
 
 def get_asset(s: Session, asset_id: int) -> Asset | None:
@@ -53,11 +73,45 @@ def list_assets(
     include_subfolders: bool = True,
     captured_from: datetime | None = None,
     captured_to: datetime | None = None,
+    order: AssetOrder = "id",
 ) -> list[Asset]:
-    """Assets matching the filters (see ``asset_filters``), ordered by id."""
+    """Assets matching the filters (see ``asset_filters``) in ``order``."""
     conditions = asset_filters(folder, include_subfolders, captured_from, captured_to)
-    stmt = select(Asset).where(*conditions).order_by(Asset.id).limit(limit).offset(offset)
+    stmt = _ordered(select(Asset).where(*conditions), order).limit(limit).offset(offset)
     return list(s.scalars(stmt))
+
+
+def timeline(
+    s: Session,
+    granularity: Granularity,
+    *,
+    newest_first: bool = True,
+    folder: str | None = None,
+    include_subfolders: bool = True,
+) -> list[tuple[str, int]]:
+    """(bucket, assets) per UTC month or day of ``taken_at``, in the order of the assets'
+    ``newest`` (or ``oldest``) sort, empty buckets left out."""
+    column = taken_at()
+    if s.get_bind().dialect.name == "postgresql":
+        fmt = "YYYY-MM" if granularity == "month" else "YYYY-MM-DD"
+        bucket = func.to_char(func.timezone("UTC", column), fmt)
+    else:  # SQLite keeps UTC text: strftime reads it as is
+        bucket = func.strftime("%Y-%m" if granularity == "month" else "%Y-%m-%d", column)
+    key = bucket.label("bucket")
+    conditions = asset_filters(folder, include_subfolders, None, None)
+    stmt = (
+        select(key, func.count())
+        .where(*conditions)
+        .group_by(key)
+        .order_by(key.desc() if newest_first else key)
+    )
+    return [(str(b), int(n)) for b, n in s.execute(stmt)]
+
+
+def folder_counts(s: Session) -> list[tuple[str, int]]:
+    """(folder, assets directly in it) for every folder that holds assets, sorted by folder."""
+    stmt = select(Asset.folder, func.count()).group_by(Asset.folder).order_by(Asset.folder)
+    return [(str(f), int(n)) for f, n in s.execute(stmt)]
 
 
 def count_assets(

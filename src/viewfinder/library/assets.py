@@ -4,7 +4,7 @@ files (original, thumbnail, preview), and the folders they are in."""
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from functools import partial
 from pathlib import Path
@@ -14,8 +14,9 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from viewfinder.db import assets as assets_repo
 from viewfinder.db import tasks as tasks_repo
+from viewfinder.db.assets import AssetOrder, Granularity
 from viewfinder.db.models import Asset
-from viewfinder.errors import NotFoundError
+from viewfinder.errors import InvalidInputError, NotFoundError
 from viewfinder.library.processing import EMBED_TASK
 from viewfinder.storage.blobs import BlobStore, preview_key, thumbnail_key
 from viewfinder.storage.originals import Originals
@@ -27,6 +28,25 @@ FileKind = Literal["file", "thumbnail", "preview"]
 class AssetView:
     asset: Asset
     processing: dict[str, str]  # task kind -> state (the embedding's, today)
+
+
+@dataclass(frozen=True)
+class TimelineBucket:
+    key: str  # "2024-05" (month) or "2024-05-31" (day), UTC
+    count: int
+    offset: int  # where the bucket's first asset is in the page order it was built for
+
+
+@dataclass
+class FolderNode:
+    """One folder of the tree: ``path`` as stored ("" the root; "/"-separated, compared
+    exactly: "Nature" and "nature" are two folders), its own assets, and those below it too."""
+
+    name: str
+    path: str
+    count: int = 0
+    total: int = 0
+    children: list[FolderNode] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -67,8 +87,10 @@ class AssetService:
         include_subfolders: bool = True,
         captured_from: datetime | None = None,
         captured_to: datetime | None = None,
+        order: AssetOrder = "id",
     ) -> tuple[list[Asset], int]:
-        """A page of the assets matching the filters (by id), and how many match in all."""
+        """A page of the assets matching the filters in ``order`` (``id``: as added; ``newest``
+        / ``oldest``: by capture time, else upload time, then id), and how many match in all."""
         with self._sessions() as s:
             items = assets_repo.list_assets(
                 s,
@@ -78,6 +100,7 @@ class AssetService:
                 include_subfolders=include_subfolders,
                 captured_from=captured_from,
                 captured_to=captured_to,
+                order=order,
             )
             total = assets_repo.count_assets(
                 s,
@@ -114,6 +137,52 @@ class AssetService:
 
         return StoredFile(path, read_or_missing, media_type)
 
+    def timeline(
+        self,
+        granularity: Granularity = "month",
+        order: AssetOrder = "newest",
+        folder: str | None = None,
+        include_subfolders: bool = True,
+    ) -> list[TimelineBucket]:
+        """Assets per month or day of capture (else upload) time, in the order of a ``newest``
+        or ``oldest`` page, each with the offset of its first asset in that page order: a
+        timeline scrubber jumps with ``GET /api/v1/assets?sort=...&offset=...``."""
+        if order == "id":
+            raise InvalidInputError("a timeline follows capture dates: sort 'newest' or 'oldest'")
+        with self._sessions() as s:
+            rows = assets_repo.timeline(
+                s,
+                granularity,
+                newest_first=order == "newest",
+                folder=folder,
+                include_subfolders=include_subfolders,
+            )
+        buckets, offset = [], 0
+        for key, count in rows:
+            buckets.append(TimelineBucket(key, count, offset))
+            offset += count
+        return buckets
+
+    def folder_tree(self) -> FolderNode:
+        """Every folder that holds assets, with the folders above them, as one tree from the
+        root; children sorted by name (code point order: case-sensitive)."""
+        root = FolderNode("", "")
+        nodes = {"": root}
+        with self._sessions() as s:
+            counts = assets_repo.folder_counts(s)
+        for path, count in counts:
+            node, parts = root, [p for p in path.split("/") if p] if path else []
+            for depth in range(len(parts)):
+                sub = "/".join(parts[: depth + 1])
+                child = nodes.get(sub)
+                if child is None:
+                    child = nodes[sub] = FolderNode(parts[depth], sub)
+                    node.children.append(child)
+                node = child
+            node.count += count
+        _totals(root)
+        return root
+
     def folders(self) -> list[str]:
         with self._sessions() as s:
             return assets_repo.folders(s)
@@ -128,3 +197,9 @@ class AssetService:
         if asset is None:
             raise NotFoundError(f"asset {asset_id} does not exist")
         return asset
+
+
+def _totals(node: FolderNode) -> int:
+    node.children.sort(key=lambda c: c.name)
+    node.total = node.count + sum(_totals(child) for child in node.children)
+    return node.total

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated
+from typing import Annotated, Literal
 
 from fastapi import APIRouter, Depends, File, Form, Query, Request, Response, UploadFile, status
 from fastapi.responses import FileResponse
@@ -18,6 +18,8 @@ from viewfinder.api.schemas_library import (
     AssetPage,
     DuplicateGroupOut,
     FolderImportIn,
+    FolderNodeOut,
+    FolderTreeOut,
     IngestedOut,
     JobOut,
     ProcessingOut,
@@ -25,13 +27,15 @@ from viewfinder.api.schemas_library import (
     SearchHitOut,
     SearchIn,
     SearchOut,
+    TimelineBucketOut,
+    TimelineOut,
     UrlIngestIn,
 )
 from viewfinder.api.server_folders import allowed_bucket, allowed_server_folder
 from viewfinder.api.uploads import read_upload
 from viewfinder.container import Services
 from viewfinder.errors import InvalidInputError
-from viewfinder.library.assets import AssetView, FileKind
+from viewfinder.library.assets import AssetView, FileKind, FolderNode
 from viewfinder.library.filters import SearchFilters
 from viewfinder.library.ingest import clean_folder
 from viewfinder.library.library import Library
@@ -129,16 +133,30 @@ def reindex(body: ReindexIn, lib: LibraryDep) -> JobOut:
 # --- assets ------------------------------------------------------------------------------------
 
 
+SortQuery = Annotated[
+    Literal["id", "newest", "oldest"],
+    Query(
+        description="id: in the order they were added (the default); newest / oldest: by "
+        "capture date (EXIF), else upload date, then id: a stable order for infinite scroll."
+    ),
+]
+FolderQuery = Annotated[
+    str | None,
+    Query(description='Only this folder ("" the root); case-sensitive, see /folders/tree.'),
+]
+
+
 @router.get("/assets", response_model=AssetPage, responses=error_responses(400))
 def list_assets(
     request: Request,
     lib: LibraryDep,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
     offset: Annotated[DbInt, Query(ge=0)] = 0,
-    folder: str | None = None,
+    folder: FolderQuery = None,
     include_subfolders: bool = True,
     captured_from: datetime | None = None,
     captured_to: datetime | None = None,
+    sort: SortQuery = "id",
 ) -> AssetPage:
     assets, total = lib.assets.page(
         limit,
@@ -147,10 +165,57 @@ def list_assets(
         include_subfolders,
         captured_from,
         captured_to,
+        sort,
     )
     return AssetPage(
-        items=[AssetOut.of(a, request) for a in assets], total=total, limit=limit, offset=offset
+        items=[AssetOut.of(a, request) for a in assets],
+        total=total,
+        limit=limit,
+        offset=offset,
+        sort=sort,
     )
+
+
+@router.get("/timeline", response_model=TimelineOut, responses=error_responses(400))
+def timeline(
+    lib: LibraryDep,
+    granularity: Annotated[Literal["month", "day"], Query()] = "month",
+    sort: Annotated[
+        Literal["newest", "oldest"], Query(description="The order of the buckets and offsets.")
+    ] = "newest",
+    folder: FolderQuery = None,
+    include_subfolders: bool = True,
+) -> TimelineOut:
+    """Assets per month or day (UTC) of their capture date, else upload date: for a timeline
+    scrubber. Each bucket's ``offset`` is where it starts in ``GET /api/v1/assets`` with the same
+    ``sort`` and folder filter."""
+    buckets = lib.assets.timeline(
+        granularity, sort, clean_folder(folder) if folder is not None else None, include_subfolders
+    )
+    return TimelineOut(
+        granularity=granularity,
+        sort=sort,
+        total=sum(b.count for b in buckets),
+        buckets=[TimelineBucketOut(key=b.key, count=b.count, offset=b.offset) for b in buckets],
+    )
+
+
+def _folder_out(node: FolderNode) -> FolderNodeOut:
+    return FolderNodeOut(
+        name=node.name,
+        path=node.path,
+        count=node.count,
+        total=node.total,
+        children=[_folder_out(c) for c in node.children],
+    )
+
+
+@router.get("/folders/tree", response_model=FolderTreeOut)
+def folder_tree(lib: LibraryDep) -> FolderTreeOut:
+    """Every folder that holds images, as a tree from the root, with the images in each folder
+    (``count``) and in it and below it (``total``). Paths compare case-sensitively: pass a
+    node's ``path`` as the ``folder`` filter."""
+    return FolderTreeOut(root=_folder_out(lib.assets.folder_tree()))
 
 
 @router.get("/assets/{asset_id}", response_model=AssetOut, responses=error_responses(404))

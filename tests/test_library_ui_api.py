@@ -1,0 +1,221 @@
+"""The library routes a web UI needs, through HTTP on SQLite and PostgreSQL: the timeline order
+(newest / oldest by capture date, else upload date, then id) and its scrubber buckets, the folder
+tree with its counts (case-sensitive), the collection filter of both searches, the reason an
+empty search gives, and what a photo viewer shows of one asset."""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+from PIL import Image
+
+from tests.conftest import make_settings
+from viewfinder.api.app import create_app
+
+EXIF_IFD = 0x8769
+
+
+def jpeg(color: tuple[int, int, int], taken: str | None = None, **tags: Any) -> bytes:
+    """A small JPEG; ``taken`` ("2021:05:01 10:00:00") becomes EXIF DateTimeOriginal."""
+    exif = Image.Exif()
+    sub = exif.get_ifd(EXIF_IFD)
+    if taken is not None:
+        sub[36867] = taken
+    for tag, value in tags.items():
+        if tag == "make":
+            exif[0x010F] = value
+        elif tag == "model":
+            exif[0x0110] = value
+        elif tag == "lens":
+            sub[0xA434] = value
+        elif tag == "exposure":
+            sub[0x829A] = value
+        elif tag == "f_number":
+            sub[0x829D] = value
+        elif tag == "iso":
+            sub[0x8827] = value
+        elif tag == "focal_length":
+            sub[0x920A] = value
+    out = io.BytesIO()
+    Image.new("RGB", (48, 32), color).save(out, format="JPEG", exif=exif.tobytes())
+    return out.getvalue()
+
+
+@dataclass
+class Uploaded:
+    id: int
+    folder: str
+    captured_at: datetime | None
+    created_at: datetime
+
+    @property
+    def taken(self) -> datetime:
+        return self.captured_at or self.created_at
+
+
+def upload(client: TestClient, name: str, data: bytes, folder: str = "") -> Uploaded:
+    response = client.post(
+        "/api/v1/assets", files=[("files", (name, data))], data={"folder": folder}
+    )
+    assert response.status_code == 201, response.text
+    asset = response.json()[0]["asset"]
+    captured = asset["captured_at"]
+    return Uploaded(
+        asset["id"],
+        asset["folder"],
+        datetime.fromisoformat(captured) if captured else None,
+        datetime.fromisoformat(asset["created_at"]),
+    )
+
+
+@pytest.fixture
+def client(tmp_path: Path, tiny_models: dict[str, Path], database_url: str) -> Iterator[TestClient]:
+    settings = make_settings(
+        tmp_path, tiny_models, database_url=database_url, worker_threads=0, faces_enabled=False
+    )
+    with TestClient(create_app(settings)) as test_client:
+        yield test_client
+
+
+@pytest.fixture
+def library(client: TestClient) -> list[Uploaded]:
+    """Six images in a case-sensitive folder tree, uploaded out of date order; two without EXIF
+    dates (their upload time stands in)."""
+    return [
+        upload(client, "a.jpg", jpeg((200, 0, 0), "2023:01:15 09:00:00"), "Trips/Rome"),
+        upload(client, "b.jpg", jpeg((0, 200, 0)), "trips"),
+        upload(client, "c.jpg", jpeg((0, 0, 200), "2021:05:01 10:00:00"), "Trips"),
+        upload(client, "d.jpg", jpeg((200, 200, 0), "2023:01:20 18:30:00"), "Trips/Rome/day2"),
+        upload(client, "e.jpg", jpeg((0, 200, 200)), ""),
+        upload(client, "f.jpg", jpeg((200, 0, 200), "2023:01:15 09:00:00"), "Trips/Rome"),
+    ]
+
+
+def ids(client: TestClient, **params: Any) -> list[int]:
+    response = client.get("/api/v1/assets", params={"limit": 1000, **params})
+    assert response.status_code == 200, response.text
+    return [a["id"] for a in response.json()["items"]]
+
+
+# --- timeline order ----------------------------------------------------------------------------
+
+
+def test_sort_newest_and_oldest_by_capture_then_upload_date_then_id(
+    client: TestClient, library: list[Uploaded]
+) -> None:
+    newest = sorted(library, key=lambda u: (u.taken, u.id), reverse=True)
+    assert ids(client, sort="newest") == [u.id for u in newest]
+    assert ids(client, sort="oldest") == [u.id for u in reversed(newest)]
+    # Two photos taken at the same second: id breaks the tie, the same way in both orders.
+    a, f = library[0].id, library[5].id
+    assert ids(client, sort="oldest").index(a) < ids(client, sort="oldest").index(f)
+    assert ids(client, sort="newest").index(f) < ids(client, sort="newest").index(a)
+    # The default is still the order they were added in.
+    assert ids(client) == sorted(u.id for u in library)
+    assert client.get("/api/v1/assets").json()["sort"] == "id"
+
+
+def test_pages_of_a_sorted_listing_add_up_to_the_whole(
+    client: TestClient, library: list[Uploaded]
+) -> None:
+    whole = ids(client, sort="newest")
+    pages = [ids(client, sort="newest", limit=2, offset=o) for o in range(0, len(whole), 2)]
+    assert [i for page in pages for i in page] == whole
+    # Filters keep the order.
+    rome = [i for i in whole if i in {library[0].id, library[3].id, library[5].id}]
+    assert ids(client, sort="newest", folder="Trips/Rome") == rome
+
+
+def test_a_bad_sort_is_a_clear_4xx(client: TestClient) -> None:
+    response = client.get("/api/v1/assets", params={"sort": "random"})
+    assert response.status_code == 422
+    assert "newest" in response.text
+    assert client.get("/api/v1/timeline", params={"sort": "id"}).status_code == 422
+    assert client.get("/api/v1/timeline", params={"granularity": "year"}).status_code == 422
+
+
+def test_timeline_buckets_follow_the_sort_and_give_offsets(
+    client: TestClient, library: list[Uploaded]
+) -> None:
+    for sort, granularity, fmt in (
+        ("newest", "month", "%Y-%m"),
+        ("oldest", "month", "%Y-%m"),
+        ("newest", "day", "%Y-%m-%d"),
+    ):
+        response = client.get("/api/v1/timeline", params={"sort": sort, "granularity": granularity})
+        assert response.status_code == 200, response.text
+        body = response.json()
+        order = ids(client, sort=sort)
+        by_id = {u.id: u for u in library}
+        expected: list[dict[str, Any]] = []
+        for offset, asset_id in enumerate(order):
+            key = by_id[asset_id].taken.astimezone(UTC).strftime(fmt)
+            if not expected or expected[-1]["key"] != key:
+                expected.append({"key": key, "count": 0, "offset": offset})
+            expected[-1]["count"] += 1
+        assert body["buckets"] == expected, (sort, granularity)
+        assert body["total"] == len(library)
+        assert body["granularity"] == granularity
+    months = [b["key"] for b in client.get("/api/v1/timeline").json()["buckets"]]
+    assert "2023-01" in months
+    assert "2021-05" in months
+
+
+def test_timeline_honours_the_folder_filter(client: TestClient, library: list[Uploaded]) -> None:
+    trips = client.get("/api/v1/timeline", params={"folder": "Trips"}).json()
+    assert [(b["key"], b["count"]) for b in trips["buckets"]] == [("2023-01", 3), ("2021-05", 1)]
+    assert trips["total"] == 4
+    only = client.get("/api/v1/timeline", params={"folder": "Trips", "include_subfolders": False})
+    assert [(b["key"], b["count"]) for b in only.json()["buckets"]] == [("2021-05", 1)]
+    # Offsets point into the same filtered listing.
+    listing = ids(client, sort="newest", folder="Trips")
+    second = trips["buckets"][1]
+    assert listing[second["offset"]] == library[2].id
+
+
+# --- folders -----------------------------------------------------------------------------------
+
+
+def test_folder_tree_counts_own_and_below_case_sensitively(
+    client: TestClient, library: list[Uploaded]
+) -> None:
+    response = client.get("/api/v1/folders/tree")
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert body["case_sensitive"] is True
+
+    def shape(node: dict[str, Any]) -> tuple[Any, ...]:
+        children = tuple(shape(c) for c in node["children"])
+        return (node["path"], node["name"], node["count"], node["total"], children)
+
+    assert shape(body["root"]) == (
+        "",
+        "",
+        1,
+        6,
+        (
+            (
+                "Trips",
+                "Trips",
+                1,
+                4,
+                (("Trips/Rome", "Rome", 2, 3, (("Trips/Rome/day2", "day2", 1, 1, ()),)),),
+            ),
+            ("trips", "trips", 1, 1, ()),
+        ),
+    )
+    # A node's path is the folder filter, and its total is what that filter lists.
+    for path, total in (("Trips", 4), ("trips", 1), ("Trips/Rome", 3), ("", 6)):
+        assert client.get("/api/v1/assets", params={"folder": path}).json()["total"] == total
+
+
+def test_folder_tree_of_an_empty_library(client: TestClient) -> None:
+    body = client.get("/api/v1/folders/tree").json()
+    assert body["root"] == {"name": "", "path": "", "count": 0, "total": 0, "children": []}
