@@ -1,7 +1,443 @@
-// The Search view: being built (see lib/router.js for the view contract).
+// Search: by text, by an uploaded image (picker or drop), or "similar to" a stored photo, with
+// filters (folder, capture dates, people, collection, a similarity cut-off). The address holds
+// the search (/search?q=dog&folder=nature&from=2014-01-01&people=1,2): a new search is a new
+// history entry (Back returns to the previous one), a filter change replaces the entry.
 
-import { heading, statusLine } from "../lib/dom.js";
+import { api, isAbort } from "../lib/api.js";
+import { button, el, heading, plural, statusLine, useStyles } from "../lib/dom.js";
+import { PhotoGrid, infiniteScroll, setViewerList } from "../lib/photos.js";
+import { navigate, replaceQuery } from "../lib/router.js";
+import {
+  MAX_RESULTS,
+  PAGE_SIZE,
+  folderSelect,
+  loadFolders,
+  scoredTile,
+  searchCapabilities,
+  searchPage,
+} from "./search-tools.js";
 
-export async function render(root) {
-  root.append(heading("Search"), statusLine("This view is being built."));
+const DATE = /^\d{4}-\d{2}-\d{2}$/;
+
+function positiveInt(value) {
+  const n = Number(value);
+  return Number.isInteger(n) && n > 0 ? n : null;
+}
+
+/** The filters an address names (anything malformed is left out, not guessed). */
+function readFilters(query) {
+  const min = query.get("min");
+  const minScore = min !== null && min !== "" && Number.isFinite(Number(min)) ? Number(min) : null;
+  return {
+    folder: query.get("folder") || "",
+    from: DATE.test(query.get("from") || "") ? query.get("from") : "",
+    to: DATE.test(query.get("to") || "") ? query.get("to") : "",
+    people: (query.get("people") || "").split(",").map(positiveInt).filter(Boolean),
+    collection: positiveInt(query.get("collection")),
+    minScore: minScore !== null && minScore >= -1 && minScore <= 1 ? minScore : null,
+  };
+}
+
+function filtersActive(f) {
+  return Boolean(f.folder || f.from || f.to || f.people.length || f.collection);
+}
+
+/** The address of a search: what (q or similar; an uploaded image has no address) + filters. */
+function addressOf(what, f) {
+  const params = new URLSearchParams();
+  if (what && what.query !== undefined) params.set("q", what.query);
+  if (what && what.assetId !== undefined) params.set("similar", String(what.assetId));
+  if (f.folder) params.set("folder", f.folder);
+  if (f.from) params.set("from", f.from);
+  if (f.to) params.set("to", f.to);
+  if (f.people.length) params.set("people", f.people.join(","));
+  if (f.collection) params.set("collection", String(f.collection));
+  if (f.minScore !== null) params.set("min", String(f.minScore));
+  return params;
+}
+
+function describe(what) {
+  if (!what) return "";
+  if (what.query !== undefined) return `“${what.query}”`;
+  if (what.file) return what.file.name || "your image";
+  return `photo #${what.assetId}`;
+}
+
+export async function render(root, ctx) {
+  useStyles("views/search.css");
+  const filters = readFilters(ctx.query);
+  const q = (ctx.query.get("q") || "").trim();
+  const similar = positiveInt(ctx.query.get("similar"));
+  let what = q ? { query: q } : similar ? { assetId: similar } : null;
+  let blobUrl = null;
+
+  // --- the search box (drop an image on it to search by image) -----------------------------
+
+  const input = el("input", {
+    id: "search-q",
+    type: "search",
+    name: "q",
+    maxlength: "1000",
+    autocomplete: "off",
+    placeholder: "a dog on a beach, a red car, snow…",
+    value: q,
+  });
+  const fileInput = el("input", {
+    id: "search-file",
+    type: "file",
+    accept: "image/*",
+    class: "visually-hidden",
+  });
+  const form = el(
+    "form",
+    { class: "search-form search-box", role: "search", "aria-label": "Search photos" },
+    el("p", { class: "field grow" }, el("label", { for: "search-q" }, "Describe a photo"), input),
+    el("button", { type: "submit", class: "primary" }, "Search"),
+    el("span", {}, fileInput, el("label", { for: "search-file", class: "button" }, "Search by image…")),
+    el("p", { class: "note drop-hint" }, "or drop an image here"),
+  );
+
+  // --- filters ------------------------------------------------------------------------------
+
+  const folderField = el("p", { class: "field" }, el("label", { for: "search-folder" }, "Folder"));
+  const folderHolder = el("select", { id: "search-folder", disabled: true }, el("option", {}, "Loading folders…"));
+  folderField.append(folderHolder);
+  const from = el("input", { id: "search-from", type: "date", value: filters.from });
+  const to = el("input", { id: "search-to", type: "date", value: filters.to });
+  const min = el("input", {
+    id: "search-min",
+    type: "number",
+    min: "-1",
+    max: "1",
+    step: "0.01",
+    inputmode: "decimal",
+    placeholder: "none",
+    value: filters.minScore === null ? "" : String(filters.minScore),
+  });
+  const collectionField = el("p", { class: "field", hidden: true });
+  const people = el("div", { class: "people-choices" }, statusLine("Loading people…"));
+  const peopleSet = el(
+    "fieldset",
+    { class: "people-filter" },
+    el("legend", {}, "People (photos showing all of them)"),
+    people,
+  );
+  const filterNote = el("p", { class: "note", role: "status" });
+  const clear = button("Clear filters", () => clearFilters());
+  const filterPanel = el(
+    "section",
+    { class: "panel search-filters", "aria-labelledby": "search-filters-title" },
+    el("h2", { id: "search-filters-title" }, "Filters"),
+    el(
+      "div",
+      { class: "filter-row" },
+      folderField,
+      el("p", { class: "field" }, el("label", { for: "search-from" }, "Taken from"), from),
+      el("p", { class: "field" }, el("label", { for: "search-to" }, "Taken until"), to),
+      collectionField,
+      el("p", { class: "field narrow-field" }, el("label", { for: "search-min" }, "Minimum similarity"), min),
+      clear,
+    ),
+    peopleSet,
+    filterNote,
+  );
+
+  // --- results ------------------------------------------------------------------------------
+
+  const source = el("div", { class: "search-source" });
+  const summary = statusLine("");
+  const grid = new PhotoGrid({ label: "Search results", tile: scoredTile });
+  const empty = el("div", { class: "search-empty" });
+  const sentinel = el("div", { class: "sentinel" });
+  root.append(heading("Search"), form, filterPanel, source, summary, grid.element, empty, sentinel);
+
+  let run = null; // { controller, offset, more, ids, loading }
+
+  async function loadMore() {
+    const current = run;
+    if (!current || !current.more) return false;
+    if (current.loading) return current.loading;
+    current.loading = (async () => {
+      try {
+        const page = await searchPage(what, filters, current.offset, PAGE_SIZE, current.controller.signal);
+        if (current !== run) return false;
+        // The grid lays out assets (their sizes); each carries its hit's score for its tile.
+        grid.add(page.hits.map((hit) => ({ ...hit.asset, score: hit.score })));
+        for (const hit of page.hits) current.ids.push(hit.asset.id);
+        current.offset += page.hits.length;
+        current.more = page.hits.length === PAGE_SIZE && current.offset + PAGE_SIZE <= MAX_RESULTS;
+        setViewerList(current.ids.slice(), current.more ? loadMore : null, "Search results");
+        if (current.offset === 0) await showEmpty(page.reason, current);
+        else {
+          summary.textContent = `${plural(current.offset, "photo")} for ${describe(what)}${current.more ? ", more as you scroll" : ""}.`;
+          summary.className = "note";
+        }
+        return current.more;
+      } catch (error) {
+        if (!isAbort(error) && current === run) {
+          summary.textContent = `The search failed: ${error.message}`;
+          summary.className = "note error";
+          current.more = false;
+        }
+        return false;
+      } finally {
+        current.loading = null;
+      }
+    })();
+    return current.loading;
+  }
+
+  /** Start (again) from the first page: a new search or changed filters. */
+  function start() {
+    if (run) run.controller.abort();
+    grid.clear();
+    empty.replaceChildren();
+    if (!what) {
+      run = null;
+      setViewerList([]);
+      summary.textContent = "Describe what you are looking for, or search by an image.";
+      summary.className = "note";
+      return;
+    }
+    summary.textContent = "Searching…";
+    summary.className = "note";
+    const controller = new AbortController();
+    ctx.signal.addEventListener("abort", () => controller.abort());
+    run = { controller, offset: 0, more: true, ids: [], loading: null };
+    // The sentinel is in view under an empty grid: the observer asks for the first page.
+    infiniteScroll(sentinel, loadMore, controller.signal);
+  }
+
+  // --- empty states: nothing indexed, nothing matched the filters, nothing above the cut-off -
+
+  async function showEmpty(reason, current) {
+    let status = null;
+    try {
+      status = await api("/api/v1/status", { signal: current.controller.signal });
+    } catch (error) {
+      if (isAbort(error)) return;
+    }
+    if (current !== run) return;
+    const lines = [];
+    const actions = [];
+    const embed = status?.processing?.find((k) => k.kind === "embed");
+    const waiting = embed ? (embed.counts.pending || 0) + (embed.counts.running || 0) : 0;
+    if (status && status.indexed === 0) {
+      if (embed && embed.paused) {
+        lines.push(`Nothing is searchable yet: embedding is paused (${embed.paused_reason}).`);
+        actions.push(el("a", { href: "/jobs", "data-nav": true }, "See what is paused on the Jobs page"));
+      } else if (waiting) {
+        lines.push(`Nothing is searchable yet: ${plural(waiting, "photo")} waiting to be embedded. Search again in a moment.`);
+      } else {
+        lines.push("Your library has no searchable photos yet.");
+        actions.push(el("a", { href: "/", "data-nav": true }, "Upload photos on the Photos page"));
+      }
+    } else {
+      if (typeof reason === "string" && reason.includes(" ")) lines.push(reason);
+      if (filtersActive(filters)) {
+        if (!lines.length) lines.push(`No photo matches ${describe(what)} with these filters.`);
+        actions.push(button("Clear the filters", () => clearFilters()));
+      }
+      if (filters.minScore !== null) {
+        if (!lines.length) lines.push(`No photo scores above the cut-off of ${filters.minScore}.`);
+        actions.push(button("Remove the cut-off", () => setFilters({ minScore: null })));
+      }
+      if (!lines.length) lines.push(`No photo matches ${describe(what)}.`);
+      if (waiting) lines.push(`${plural(waiting, "photo")} still waiting to be embedded may match later.`);
+    }
+    summary.textContent = "No results.";
+    summary.className = "note";
+    empty.replaceChildren(
+      el("div", { class: "empty panel" }, ...lines.map((line) => el("p", {}, line)), actions.length ? el("p", { class: "empty-actions" }, ...actions) : null),
+    );
+  }
+
+  // --- what is searched for -----------------------------------------------------------------
+
+  async function showSource() {
+    source.replaceChildren();
+    if (blobUrl) {
+      URL.revokeObjectURL(blobUrl);
+      blobUrl = null;
+    }
+    if (what && what.file) {
+      blobUrl = URL.createObjectURL(what.file);
+      source.append(
+        el("img", { class: "source-thumb", src: blobUrl, alt: "" }),
+        el("p", {}, "Photos like ", el("strong", {}, what.file.name || "your image")),
+        button("Clear", () => navigate(`/search?${addressOf(null, filters)}`)),
+      );
+    } else if (what && what.assetId !== undefined) {
+      const line = el("p", {}, "Photos similar to photo ", el("strong", {}, `#${what.assetId}`));
+      source.append(line, button("Clear", () => navigate(`/search?${addressOf(null, filters)}`)));
+      try {
+        const asset = await api(`/api/v1/assets/${what.assetId}`, { signal: ctx.signal });
+        line.replaceChildren("Photos similar to ", el("strong", {}, asset.original_filename));
+        source.prepend(
+          el(
+            "a",
+            { href: `/photos/${asset.id}`, "data-nav": true, class: "source-link" },
+            el("img", { class: "source-thumb", src: asset.thumbnail_url, alt: `Open ${asset.original_filename}` }),
+          ),
+        );
+      } catch (error) {
+        if (!isAbort(error)) line.append(` (${error.message})`);
+      }
+    }
+  }
+
+  // --- filters: the address follows them; a running search starts again -------------------
+
+  function setFilters(changes) {
+    Object.assign(filters, changes);
+    min.value = filters.minScore === null ? "" : String(filters.minScore);
+    replaceQuery(addressOf(what && !what.file ? what : null, filters));
+    noteUnsupported();
+    start();
+  }
+
+  function clearFilters() {
+    from.value = "";
+    to.value = "";
+    const select = root.querySelector("#search-folder");
+    if (select) select.value = "";
+    const coll = root.querySelector("#search-collection");
+    if (coll) coll.value = "";
+    for (const box of people.querySelectorAll("input")) box.checked = false;
+    setFilters({ folder: "", from: "", to: "", people: [], collection: null });
+  }
+
+  from.addEventListener("change", () => setFilters({ from: from.value }));
+  to.addEventListener("change", () => setFilters({ to: to.value }));
+  min.addEventListener("change", () => {
+    const value = min.value === "" ? null : Number(min.value);
+    if (value !== null && !(value >= -1 && value <= 1)) {
+      min.setCustomValidity("Between -1 and 1");
+      min.reportValidity();
+      return;
+    }
+    min.setCustomValidity("");
+    setFilters({ minScore: value });
+  });
+
+  let caps = { textCollection: false, imagePeople: false, imageCollection: false };
+
+  /** Say when a filter in the address cannot be applied by this server to this search. */
+  function noteUnsupported() {
+    const ignored = [];
+    const image = Boolean(what && what.file);
+    if (filters.collection && !(image ? caps.imageCollection : caps.textCollection)) ignored.push("collection");
+    if (image && filters.people.length && !caps.imagePeople) ignored.push("people");
+    filterNote.textContent = ignored.length
+      ? `This server cannot filter this search by ${ignored.join(" or ")} yet: those filters are not applied.`
+      : "";
+  }
+
+  async function loadChoices() {
+    caps = await searchCapabilities();
+    noteUnsupported();
+    const [folders, persons, collections] = await Promise.allSettled([
+      loadFolders(ctx.signal),
+      api("/api/v1/persons", { signal: ctx.signal }),
+      caps.textCollection ? api("/api/v1/collections", { signal: ctx.signal }) : Promise.resolve(null),
+    ]);
+    if (ctx.signal.aborted) return;
+    if (folders.status === "fulfilled") {
+      const select = folderSelect("search-folder", folders.value, filters.folder);
+      select.addEventListener("change", () => setFilters({ folder: select.value }));
+      folderHolder.replaceWith(select);
+    } else {
+      folderHolder.replaceWith(el("p", { class: "note error" }, `Folders unavailable: ${folders.reason.message}`));
+    }
+    if (persons.status === "fulfilled") showPeople(persons.value);
+    else people.replaceChildren(statusLine(`People unavailable: ${persons.reason.message}`, "error"));
+    if (collections.status === "fulfilled" && collections.value) {
+      const select = el("select", { id: "search-collection" }, el("option", { value: "" }, "Any collection"));
+      for (const c of collections.value) {
+        select.append(el("option", { value: c.id, selected: c.id === filters.collection }, `${c.name} (${c.size.toLocaleString()})`));
+      }
+      select.addEventListener("change", () => setFilters({ collection: positiveInt(select.value) }));
+      collectionField.replaceChildren(el("label", { for: "search-collection" }, "Collection"), select);
+      collectionField.hidden = false;
+    }
+  }
+
+  function showPeople(persons) {
+    const named = persons.filter((p) => !p.hidden);
+    if (!named.length) {
+      people.replaceChildren(
+        el("p", { class: "note" }, "No named people yet: ", el("a", { href: "/people", "data-nav": true }, "name faces on the People page"), " to search by them."),
+      );
+      return;
+    }
+    const chosen = new Set(filters.people);
+    people.replaceChildren(
+      ...named.map((person) => {
+        const id = `search-person-${person.id}`;
+        const box = el("input", { type: "checkbox", id, value: person.id, checked: chosen.has(person.id) });
+        box.addEventListener("change", () => {
+          const ids = [...people.querySelectorAll("input:checked")].map((b) => Number(b.value));
+          setFilters({ people: ids });
+        });
+        return el("span", { class: "person-choice" }, box, el("label", { for: id }, person.name));
+      }),
+    );
+  }
+
+  // --- starting a search ----------------------------------------------------------------------
+
+  form.addEventListener("submit", (event) => {
+    event.preventDefault();
+    const text = input.value.trim();
+    if (!text) {
+      input.focus();
+      return;
+    }
+    const url = `/search?${addressOf({ query: text }, filters)}`;
+    navigate(url, { replace: url === location.pathname + location.search });
+  });
+
+  function searchByImage(file) {
+    if (!file || !file.type.startsWith("image/")) {
+      summary.textContent = "That is not an image: choose a photo (JPEG, PNG, WebP…).";
+      summary.className = "note error";
+      return;
+    }
+    what = { file };
+    input.value = "";
+    // An uploaded image has no address: the address keeps the filters only.
+    replaceQuery(addressOf(null, filters));
+    noteUnsupported();
+    showSource();
+    start();
+  }
+
+  fileInput.addEventListener("change", () => {
+    searchByImage(fileInput.files[0]);
+    fileInput.value = "";
+  });
+  const hasFiles = (event) => [...(event.dataTransfer?.types || [])].includes("Files");
+  form.addEventListener("dragover", (event) => {
+    if (!hasFiles(event)) return;
+    event.preventDefault();
+    form.classList.add("over");
+  });
+  form.addEventListener("dragleave", () => form.classList.remove("over"));
+  form.addEventListener("drop", (event) => {
+    if (!hasFiles(event)) return;
+    event.preventDefault();
+    form.classList.remove("over");
+    searchByImage(event.dataTransfer.files[0]);
+  });
+
+  showSource();
+  start();
+  loadChoices().catch((error) => {
+    if (!isAbort(error)) filterNote.textContent = `Filters unavailable: ${error.message}`;
+  });
+
+  return () => {
+    grid.destroy();
+    if (blobUrl) URL.revokeObjectURL(blobUrl);
+  };
 }
