@@ -6,6 +6,7 @@ empty search gives, and what a photo viewer shows of one asset."""
 from __future__ import annotations
 
 import io
+import shutil
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -17,7 +18,10 @@ from fastapi.testclient import TestClient
 from PIL import Image
 
 from tests.conftest import make_settings
+from tests.db_fixtures import _reset_postgres
 from viewfinder.api.app import create_app
+from viewfinder.container import Services
+from viewfinder.library.library import Library
 
 EXIF_IFD = 0x8769
 
@@ -219,3 +223,161 @@ def test_folder_tree_counts_own_and_below_case_sensitively(
 def test_folder_tree_of_an_empty_library(client: TestClient) -> None:
     body = client.get("/api/v1/folders/tree").json()
     assert body["root"] == {"name": "", "path": "", "count": 0, "total": 0, "children": []}
+
+
+# --- search filters and empty states -----------------------------------------------------------
+
+
+@dataclass
+class Served:
+    client: TestClient
+    services: Services
+
+    @property
+    def library(self) -> Library:
+        return self.services.require_library()
+
+    def embed_all(self) -> None:
+        """Embed every pending image now, on this thread (the app runs no worker threads)."""
+        assert self.library.worker.drain(60)
+
+
+@pytest.fixture(params=["sqlite", "postgresql", "pgvector"])
+def served(
+    request: pytest.FixtureRequest, tmp_path: Path, tiny_models: dict[str, Path]
+) -> Iterator[Served]:
+    """The app on each backend and on the pgvector store, with no worker threads: the tests
+    decide what is embedded when."""
+    extra: dict[str, Any]
+    if request.param == "pgvector":
+        url = request.getfixturevalue("pgvector_database_url")
+        extra = {"database_url": url, "vector_store": "pgvector"}
+    elif request.param == "postgresql":
+        url, maintenance = request.getfixturevalue("postgres_test_database")
+        _reset_postgres(url, maintenance)
+        extra = {"database_url": url}
+    else:
+        path = tmp_path / "db" / "viewfinder.db"
+        path.parent.mkdir()
+        shutil.copyfile(request.getfixturevalue("sqlite_template"), path)
+        extra = {"database_url": f"sqlite:///{path}"}
+    settings = make_settings(tmp_path, tiny_models, worker_threads=0, faces_enabled=False, **extra)
+    services = Services.build(settings, with_library=True)
+    try:
+        with TestClient(create_app(settings, services)) as client:
+            yield Served(client, services)
+    finally:
+        services.close()
+
+
+def search(client: TestClient, **body: Any) -> dict[str, Any]:
+    response = client.post("/api/v1/search", json={"query": "a photo", "k": 50, **body})
+    assert response.status_code == 200, response.text
+    return response.json()
+
+
+def search_image(client: TestClient, data: bytes, **form: Any) -> dict[str, Any]:
+    response = client.post(
+        "/api/v1/search/image", files={"file": ("q.jpg", data)}, data={"k": 50, **form}
+    )
+    assert response.status_code == 200, response.text
+    return response.json()
+
+
+def hit_ids(result: dict[str, Any]) -> set[int]:
+    return {h["asset"]["id"] for h in result["hits"]}
+
+
+def test_collection_filter_on_text_and_image_search(served: Served) -> None:
+    client = served.client
+    colors = [(250, 0, 0), (0, 250, 0), (0, 0, 250), (250, 250, 0), (0, 250, 250)]
+    assets = [upload(client, f"{i}.jpg", jpeg(c)) for i, c in enumerate(colors)]
+    served.embed_all()
+    collection = client.post("/api/v1/collections", json={"name": "picked"}).json()
+    members = {assets[1].id, assets[3].id}
+    added = client.post(
+        f"/api/v1/collections/{collection['id']}/assets", json={"asset_ids": sorted(members)}
+    )
+    assert added.status_code == 200, added.text
+
+    assert hit_ids(search(client)) == {a.id for a in assets}
+    filtered = search(client, collection_id=collection["id"])
+    assert hit_ids(filtered) == members
+    assert filtered["reason"] is None
+    by_image = search_image(client, jpeg((250, 0, 0)), collection_id=collection["id"])
+    assert hit_ids(by_image) == members
+    assert hit_ids(search_image(client, jpeg((250, 0, 0)))) == {a.id for a in assets}
+    # With a folder too: both filters apply.
+    assert search(client, collection_id=collection["id"], folder="elsewhere")["hits"] == []
+
+    empty = client.post("/api/v1/collections", json={"name": "empty"}).json()
+    nothing = search(client, collection_id=empty["id"])
+    assert nothing["hits"] == []
+    assert nothing["reason"] == "no_match_filters"
+    missing = client.post("/api/v1/search", json={"query": "x", "collection_id": 999999})
+    assert missing.status_code == 404
+    assert "collection 999999 does not exist" in missing.json()["detail"]
+    missing = client.post(
+        "/api/v1/search/image",
+        files={"file": ("q.jpg", jpeg((1, 2, 3)))},
+        data={"collection_id": 999999},
+    )
+    assert missing.status_code == 404
+
+
+def test_person_filter_on_the_image_search_form(served: Served) -> None:
+    client = served.client
+    upload(client, "a.jpg", jpeg((250, 0, 0)))
+    served.embed_all()
+    person = client.post("/api/v1/persons", json={"name": "Nobody Yet"})
+    assert person.status_code == 201, person.text
+    query = jpeg((240, 10, 10))
+    assert len(search_image(client, query)["hits"]) == 1
+    # A person no face is assigned to: the filter is applied, nothing matches, and it says so.
+    only = search_image(client, query, person_ids=[person.json()["id"]])
+    assert only["hits"] == []
+    assert only["reason"] == "no_match_filters"
+    too_many = client.post(
+        "/api/v1/search/image",
+        files={"file": ("q.jpg", query)},
+        data={"person_ids": list(range(1, 22))},
+    )
+    assert too_many.status_code == 422
+
+
+def test_empty_results_say_why(served: Served) -> None:
+    client = served.client
+    first = upload(client, "a.jpg", jpeg((250, 0, 0)), "trips")
+    upload(client, "b.jpg", jpeg((0, 250, 0)), "trips")
+
+    nothing = search(client)
+    assert nothing["hits"] == []
+    assert nothing["reason"] == "nothing_indexed"
+    assert nothing["message"] == "no image is indexed yet; 2 waiting to be embedded"
+
+    served.embed_all()
+    assert len(search(client)["hits"]) == 2
+    assert search(client)["reason"] is None
+    upload(client, "c.jpg", jpeg((0, 0, 250)), "later")  # not embedded yet
+
+    assert search(client, folder="nowhere")["reason"] == "no_match_filters"
+    waiting = search(client, folder="later")
+    assert waiting["reason"] == "filtered_not_indexed"
+    assert waiting["message"] == "1 image matches the filters, none of them is indexed yet"
+
+    strict = search(client, min_score=1.0)
+    assert strict["hits"] == []
+    assert strict["reason"] == "below_min_score"
+    assert "the best similarity was" in strict["message"]
+    assert strict["reason"] == search_image(client, jpeg((5, 5, 5)), min_score=1.0)["reason"]
+
+    past = search(client, offset=10)
+    assert past["hits"] == []
+    assert past["reason"] == "past_the_end"
+
+    # Similar to a stored image, when it is the only one in its folder: nothing else is there.
+    alone = client.post(
+        "/api/v1/search", json={"asset_id": first.id, "folder": "trips", "k": 5}
+    ).json()
+    assert len(alone["hits"]) == 1
+    assert alone["reason"] is None

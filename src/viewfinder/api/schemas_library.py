@@ -172,6 +172,7 @@ class SearchIn(BaseModel):
     person_ids: list[DbInt] = Field(
         default_factory=list, max_length=20, description="Only images showing all these people."
     )
+    collection_id: DbInt | None = Field(None, description="Only members of this collection.")
 
 
 class SearchHitOut(BaseModel):
@@ -185,6 +186,15 @@ class SearchOut(BaseModel):
     hits: list[SearchHitOut]
     k: int
     offset: int
+    reason: str | None = Field(
+        None,
+        description="Why there are no hits, when known (null when there are): nothing_indexed "
+        "(no image has a vector yet), no_match_filters (no image matches the filters), "
+        "filtered_not_indexed (images match the filters, none is indexed yet), below_min_score "
+        "(candidates, none reaching min_score), past_the_end (all hits are before offset), "
+        "no_results.",
+    )
+    message: str | None = Field(None, description="The reason as a sentence for a person.")
 
 
 class DuplicateGroupOut(BaseModel):

@@ -16,7 +16,7 @@ from sqlalchemy import ColumnElement, func, select
 from sqlalchemy.orm import Session
 
 from viewfinder.db import assets as assets_repo
-from viewfinder.db.models import Asset, CollectionMember, Face
+from viewfinder.db.models import Asset, CollectionMember, Embedding, Face
 
 
 @dataclass(frozen=True)
@@ -75,3 +75,20 @@ def permitted(session: Session, asset_ids: Iterable[int], filters: SearchFilters
         return set()
     stmt = select(Asset.id).where(Asset.id.in_(wanted), *asset_conditions(filters))
     return set(session.scalars(stmt))
+
+
+def count_matching(session: Session, filters: SearchFilters) -> int:
+    """How many assets the filters allow."""
+    stmt = select(func.count()).select_from(Asset).where(*asset_conditions(filters))
+    return int(session.scalar(stmt) or 0)
+
+
+def count_matching_embedded(session: Session, filters: SearchFilters, model: str) -> int:
+    """How many of the assets the filters allow have an embedding of ``model``."""
+    stmt = (
+        select(func.count())
+        .select_from(Asset)
+        .join(Embedding, (Embedding.asset_id == Asset.id) & (Embedding.model == model))
+        .where(*asset_conditions(filters))
+    )
+    return int(session.scalar(stmt) or 0)

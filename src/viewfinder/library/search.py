@@ -5,19 +5,27 @@ filtered query still returns k hits when k matching assets exist."""
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal
 
 import numpy as np
 from numpy.typing import NDArray
 from sqlalchemy.orm import Session, sessionmaker
 
 from viewfinder.db import assets as assets_repo
+from viewfinder.db import collections as collections_repo
 from viewfinder.db import embeddings as embeddings_repo
+from viewfinder.db import tasks as tasks_repo
 from viewfinder.db.models import Asset
 from viewfinder.errors import InvalidInputError, NotFoundError
 from viewfinder.imaging.decode import EMBED_MIN_SIDE, decode_image
 from viewfinder.library.captions import caption_matches
-from viewfinder.library.filters import SearchFilters, permitted
-from viewfinder.library.processing import CLIP_MODEL
+from viewfinder.library.filters import (
+    SearchFilters,
+    count_matching,
+    count_matching_embedded,
+    permitted,
+)
+from viewfinder.library.processing import CLIP_MODEL, EMBED_TASK
 from viewfinder.library.stores import VectorStore
 from viewfinder.runtime.pool import ModelPool
 
@@ -34,6 +42,30 @@ class SearchHit:
     score: float  # similarity + CAPTION_WEIGHT * caption_match; the ranking key
     similarity: float  # cosine similarity of unit CLIP vectors, 1 = identical direction
     caption_match: float = 0.0  # fraction of the text query's words in the asset's caption
+
+
+# Why a search found nothing, when it can tell:
+# nothing_indexed: no image (other than the query's) has a vector yet;
+# no_match_filters: no image matches the filters (folder, dates, people, collection);
+# filtered_not_indexed: images match the filters but none of them has a vector yet;
+# below_min_score: there were candidates, none reached ``min_score``;
+# past_the_end: there were hits, all before ``offset``;
+# no_results: none of the above (e.g. every candidate was the query image itself).
+EmptyReason = Literal[
+    "nothing_indexed",
+    "no_match_filters",
+    "filtered_not_indexed",
+    "below_min_score",
+    "past_the_end",
+    "no_results",
+]
+
+
+@dataclass(frozen=True)
+class SearchResult:
+    hits: list[SearchHit]
+    empty_reason: EmptyReason | None = None  # None when there are hits
+    empty_message: str | None = None  # the reason in a sentence for a person
 
 
 class SearchService:
@@ -86,10 +118,35 @@ class SearchService:
         """Hits ranked by score (ties by asset id), ``offset`` skipped, at most ``k``.
         ``text`` (the words of a text query) also ranks by the assets' captions; ``min_score``
         bounds the CLIP similarity."""
+        return self.find(
+            query,
+            k=k,
+            offset=offset,
+            filters=filters,
+            min_score=min_score,
+            exclude=exclude,
+            text=text,
+        ).hits
+
+    def find(
+        self,
+        query: NDArray[np.float32],
+        *,
+        k: int = 10,
+        offset: int = 0,
+        filters: SearchFilters | None = None,
+        min_score: float | None = None,
+        exclude: int | None = None,
+        text: str | None = None,
+    ) -> SearchResult:
+        """``search``, and when it finds nothing, why (see ``EmptyReason``). A collection
+        filter naming no collection is a NotFoundError."""
         if not 1 <= k <= MAX_RESULTS or offset < 0 or offset + k > 10 * MAX_RESULTS:
             raise InvalidInputError(
                 f"k must be 1..{MAX_RESULTS} and offset + k at most {10 * MAX_RESULTS}"
             )
+        if filters is not None and filters.collection_id is not None:
+            self._require_collection(filters.collection_id)
         active = filters if filters is not None and filters.active else None
         want = offset + k + (1 if exclude is not None else 0)
         similarity = {
@@ -100,10 +157,11 @@ class SearchService:
             similarity,
             key=lambda i: (-(similarity[i] + CAPTION_WEIGHT * boosts.get(i, 0.0)), i),
         )[offset : offset + k]
+        in_page = bool(ranked)
         if min_score is not None:
             ranked = [i for i in ranked if similarity[i] >= min_score]
         assets = self._assets(ranked)
-        return [
+        hits = [
             SearchHit(
                 assets[i],
                 similarity[i] + CAPTION_WEIGHT * boosts.get(i, 0.0),
@@ -113,6 +171,47 @@ class SearchService:
             for i in ranked
             if i in assets
         ]
+        if hits:
+            return SearchResult(hits)
+        if in_page and min_score is not None:
+            best = max(similarity.values())
+            return SearchResult(
+                [],
+                "below_min_score",
+                f"no image reaches min_score {min_score:g} (the best similarity was {best:.3f})",
+            )
+        if similarity and offset > 0:
+            return SearchResult([], "past_the_end", f"no more results after offset {offset}")
+        reason, message = self._why_nothing(active, exclude)
+        return SearchResult([], reason, message)
+
+    def _why_nothing(
+        self, filters: SearchFilters | None, exclude: int | None
+    ) -> tuple[EmptyReason, str]:
+        """Why the vector store had no candidate at all."""
+        with self._sessions() as session:
+            indexed = self._index.count() - (1 if exclude is not None else 0)
+            if indexed <= 0:
+                waiting = tasks_repo.task_counts(session, EMBED_TASK)
+                pending = waiting["pending"] + waiting["running"]
+                other = "no other image" if exclude is not None else "no image"
+                more = f"; {pending} waiting to be embedded" if pending else ""
+                return "nothing_indexed", f"{other} is indexed yet{more}"
+            if filters is not None:
+                matching = count_matching(session, filters)
+                if matching == 0:
+                    return "no_match_filters", "no image matches the filters"
+                if count_matching_embedded(session, filters, CLIP_MODEL) == 0:
+                    return (
+                        "filtered_not_indexed",
+                        f"{_images(matching)} the filters, none of them is indexed yet",
+                    )
+        return "no_results", "nothing found"
+
+    def _require_collection(self, collection_id: int) -> None:
+        with self._sessions() as session:
+            if collections_repo.get_collection(session, collection_id) is None:
+                raise NotFoundError(f"collection {collection_id} does not exist")
 
     def _caption_boosts(
         self,
@@ -142,3 +241,7 @@ class SearchService:
     def _assets(self, ids: list[int]) -> dict[int, Asset]:
         with self._sessions() as session:
             return assets_repo.assets_by_id(session, ids)
+
+
+def _images(n: int) -> str:
+    return "1 image matches" if n == 1 else f"{n} images match"

@@ -40,7 +40,7 @@ from viewfinder.library.filters import SearchFilters
 from viewfinder.library.ingest import clean_folder
 from viewfinder.library.library import Library
 from viewfinder.library.processing import EMBED_TASK
-from viewfinder.library.search import SearchHit
+from viewfinder.library.search import SearchResult
 from viewfinder.storage.s3_source import is_s3_url
 
 router = APIRouter(
@@ -290,7 +290,7 @@ def get_job(job_id: DbText, lib: LibraryDep) -> JobOut:
 # --- search ------------------------------------------------------------------------------------
 
 
-def _hits(request: Request, hits: list[SearchHit], k: int, offset: int) -> SearchOut:
+def _hits(request: Request, result: SearchResult, k: int, offset: int) -> SearchOut:
     return SearchOut(
         hits=[
             SearchHitOut(
@@ -299,10 +299,12 @@ def _hits(request: Request, hits: list[SearchHit], k: int, offset: int) -> Searc
                 caption_match=h.caption_match,
                 asset=AssetOut.of(h.asset, request),
             )
-            for h in hits
+            for h in result.hits
         ],
         k=k,
         offset=offset,
+        reason=result.empty_reason,
+        message=result.empty_message,
     )
 
 
@@ -313,6 +315,7 @@ def _filters(body: SearchIn) -> SearchFilters:
         captured_from=body.captured_from,
         captured_to=body.captured_to,
         person_ids=tuple(body.person_ids),
+        collection_id=body.collection_id,
     )
 
 
@@ -326,7 +329,7 @@ def search(body: SearchIn, request: Request, lib: LibraryDep) -> SearchOut:
     else:
         assert body.asset_id is not None
         vector = lib.search.asset_vector(body.asset_id)
-    hits = lib.search.search(
+    result = lib.search.find(
         vector,
         k=body.k,
         offset=body.offset,
@@ -335,10 +338,10 @@ def search(body: SearchIn, request: Request, lib: LibraryDep) -> SearchOut:
         exclude=body.asset_id,
         text=body.query,
     )
-    return _hits(request, hits, body.k, body.offset)
+    return _hits(request, result, body.k, body.offset)
 
 
-@router.post("/search/image", response_model=SearchOut, responses=error_responses(400, 413))
+@router.post("/search/image", response_model=SearchOut, responses=error_responses(400, 404, 413))
 async def search_by_upload(
     request: Request,
     svc: ServicesDep,
@@ -350,6 +353,13 @@ async def search_by_upload(
     captured_from: Annotated[datetime | None, Form()] = None,
     captured_to: Annotated[datetime | None, Form()] = None,
     min_score: Annotated[float | None, Form(ge=-1, le=1)] = None,
+    person_ids: Annotated[
+        list[DbInt] | None,
+        Form(max_length=20, description="Only images showing all these people (repeat the field)."),
+    ] = None,
+    collection_id: Annotated[
+        DbInt | None, Form(description="Only members of this collection.")
+    ] = None,
 ) -> SearchOut:
     """Images similar to an uploaded one; the filters of ``POST /api/v1/search`` as form fields."""
     lib = svc.require_library()
@@ -363,13 +373,15 @@ async def search_by_upload(
         captured_from=captured_from,
         captured_to=captured_to,
         min_score=min_score,
+        person_ids=person_ids or [],
+        collection_id=collection_id,
     )
-    hits = await run_in_threadpool(
-        lambda: lib.search.search(
+    result = await run_in_threadpool(
+        lambda: lib.search.find(
             vector, k=k, offset=offset, filters=_filters(body), min_score=min_score
         )
     )
-    return _hits(request, hits, k, offset)
+    return _hits(request, result, k, offset)
 
 
 @router.get("/duplicates", response_model=list[DuplicateGroupOut])
