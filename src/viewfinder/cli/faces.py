@@ -24,25 +24,30 @@ FACE_MODELS = ("face_detector", "face_recognizer")
 
 def faces_unavailable(settings: Settings) -> str | None:
     """Why this configuration cannot find faces, in words; None when it can (or may: a model
-    that is not cached yet is downloaded on first use unless VIEWFINDER_OFFLINE is set)."""
+    that is not downloaded yet is fetched on first use unless VIEWFINDER_OFFLINE is set)."""
     if not settings.faces_enabled:
         return "face indexing is off (VIEWFINDER_FACES=false)"
     from viewfinder.model_registry import model_entries
+    from viewfinder.runtime.sources import looks_like_path
 
     entries = model_entries(settings, "cpu")
     offline = settings.model_copy(update={"offline": True})
     missing: list[str] = []
     for name in FACE_MODELS:
         entry = entries[name]
+        setting = f"{entry.source.env_var}={entry.source.spec}"
         try:
             entry.resolve(offline)
         except ViewfinderError:
-            missing.append(f"{name} ({entry.source.env_var}={entry.source.spec})")
-    if missing and settings.offline:
-        return (
-            f"the face models are not available offline: {', '.join(missing)}; "
-            f"`viewfinder models pull {' '.join(FACE_MODELS)}` fetches them"
-        )
+            if looks_like_path(entry.source.spec):
+                missing.append(f"{name} ({setting} does not exist)")
+            elif settings.offline:
+                missing.append(
+                    f"{name} ({setting} is not downloaded and VIEWFINDER_OFFLINE is set; "
+                    f"`viewfinder models pull {name}` fetches it)"
+                )
+    if missing:
+        return f"no face models: {'; '.join(missing)}"
     return None
 
 
