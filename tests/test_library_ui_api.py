@@ -16,9 +16,10 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 from PIL import Image
+from PIL.TiffImagePlugin import IFDRational
 
 from tests.conftest import make_settings
-from tests.db_fixtures import _reset_postgres
+from tests.db_fixtures import _reset_postgres, face_row
 from viewfinder.api.app import create_app
 from viewfinder.container import Services
 from viewfinder.library.library import Library
@@ -381,3 +382,93 @@ def test_empty_results_say_why(served: Served) -> None:
     ).json()
     assert len(alone["hits"]) == 1
     assert alone["reason"] is None
+
+
+# --- a photo viewer's asset --------------------------------------------------------------------
+
+
+def camera_jpeg() -> bytes:
+    exif = Image.Exif()
+    exif[0x010F] = "Fujifilm"
+    exif[0x0110] = "X-T5"
+    exif[0x0112] = 6  # rotated 90 degrees clockwise
+    sub = exif.get_ifd(EXIF_IFD)
+    sub[36867] = "2024:07:14 19:05:33"
+    sub[36881] = "+02:00"
+    sub[0x829A] = IFDRational(1, 250)
+    sub[0x829D] = IFDRational(28, 10)
+    sub[0x8827] = 400
+    sub[0x920A] = IFDRational(35, 1)
+    sub[0xA434] = "XF35mmF1.4 R"
+    sub[0x9209] = 16  # flash did not fire
+    gps = exif.get_ifd(0x8825)
+    gps[1] = "N"
+    gps[2] = (IFDRational(48), IFDRational(51), IFDRational(30))
+    gps[3] = "W"
+    gps[4] = (IFDRational(2), IFDRational(21), IFDRational(0))
+    out = io.BytesIO()
+    Image.new("RGB", (60, 40), (90, 120, 150)).save(out, format="JPEG", exif=exif.tobytes())
+    return out.getvalue()
+
+
+def test_metadata_gives_what_the_camera_wrote(client: TestClient) -> None:
+    asset = upload(client, "x.jpg", camera_jpeg(), "holiday")
+    response = client.get(f"/api/v1/assets/{asset.id}/metadata")
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert body["asset"]["id"] == asset.id
+    assert body["asset"]["folder"] == "holiday"
+    camera = body["camera"]
+    assert datetime.fromisoformat(camera["captured_at"]) == datetime.fromisoformat(
+        "2024-07-14T19:05:33+02:00"
+    )
+    assert datetime.fromisoformat(body["asset"]["captured_at"]) == datetime.fromisoformat(
+        camera["captured_at"]
+    )
+    assert camera == {
+        "format": "JPEG",
+        "captured_at": camera["captured_at"],
+        "camera_make": "Fujifilm",
+        "camera_model": "X-T5",
+        "lens": "XF35mmF1.4 R",
+        "exposure_time": "1/250",
+        "f_number": 2.8,
+        "iso": 400,
+        "focal_length_mm": 35.0,
+        "focal_length_35mm": None,
+        "flash_fired": False,
+        "orientation": 6,
+        "software": None,
+        "latitude": 48.858333,
+        "longitude": -2.35,
+    }
+
+
+def test_metadata_of_an_image_without_exif_and_of_no_asset(client: TestClient) -> None:
+    out = io.BytesIO()
+    Image.new("RGB", (20, 20), (1, 2, 3)).save(out, format="PNG")
+    asset = upload(client, "plain.png", out.getvalue())
+    camera = client.get(f"/api/v1/assets/{asset.id}/metadata").json()["camera"]
+    assert camera["format"] == "PNG"
+    assert {k for k, v in camera.items() if v is not None} == {"format"}
+    missing = client.get("/api/v1/assets/999999/metadata")
+    assert missing.status_code == 404
+    assert "asset 999999 does not exist" in missing.json()["detail"]
+
+
+def test_an_assets_faces_carry_their_persons_name(served: Served) -> None:
+    client = served.client
+    asset = upload(client, "group.jpg", jpeg((100, 100, 100)))
+    person = client.post("/api/v1/persons", json={"name": "Ada"}).json()
+    with served.library.sessions.begin() as s:  # as the face indexer would store them
+        s.add_all([face_row(asset.id, person["id"]), face_row(asset.id)])
+    faces = client.get(f"/api/v1/assets/{asset.id}/faces").json()
+    assert [(f["person_id"], f["person_name"]) for f in faces] == [
+        (person["id"], "Ada"),
+        (None, None),
+    ]
+    renamed = client.patch(f"/api/v1/persons/{person['id']}", json={"name": "Ada L."})
+    assert renamed.status_code == 200, renamed.text
+    faces = client.get(f"/api/v1/assets/{asset.id}/faces").json()
+    assert faces[0]["person_name"] == "Ada L."
+    assert client.get("/api/v1/assets/999999/faces").status_code == 404

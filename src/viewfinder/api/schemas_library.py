@@ -55,6 +55,31 @@ class AssetOut(BaseModel):
         )
 
 
+class CameraOut(BaseModel):
+    """What the camera wrote in the original's EXIF; null where it wrote nothing."""
+
+    format: str | None = Field(description="The file format as decoded: JPEG, PNG, WEBP...")
+    captured_at: datetime | None = Field(description="DateTimeOriginal, with its offset if any.")
+    camera_make: str | None
+    camera_model: str | None
+    lens: str | None
+    exposure_time: str | None = Field(description='Seconds: "1/250" or "2.5".')
+    f_number: float | None
+    iso: int | None
+    focal_length_mm: float | None
+    focal_length_35mm: int | None
+    flash_fired: bool | None
+    orientation: int | None = Field(description="EXIF orientation 1-8 (1: upright).")
+    software: str | None
+    latitude: float | None = Field(description="GPS, decimal degrees (south negative).")
+    longitude: float | None = Field(description="GPS, decimal degrees (west negative).")
+
+
+class AssetMetadataOut(BaseModel):
+    asset: AssetOut
+    camera: CameraOut
+
+
 class IngestedOut(BaseModel):
     asset: AssetOut
     created: bool = Field(description="false when the same bytes were already an asset")

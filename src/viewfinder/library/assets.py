@@ -3,6 +3,7 @@ files (original, thumbnail, preview), and the folders they are in."""
 
 from __future__ import annotations
 
+import io
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -13,10 +14,12 @@ from typing import Literal
 from sqlalchemy.orm import Session, sessionmaker
 
 from viewfinder.db import assets as assets_repo
+from viewfinder.db import faces as faces_repo
 from viewfinder.db import tasks as tasks_repo
 from viewfinder.db.assets import AssetOrder, Granularity
-from viewfinder.db.models import Asset
+from viewfinder.db.models import Asset, Face
 from viewfinder.errors import InvalidInputError, NotFoundError
+from viewfinder.library.metadata import CameraFacts, camera_facts
 from viewfinder.library.processing import EMBED_TASK
 from viewfinder.storage.blobs import BlobStore, preview_key, thumbnail_key
 from viewfinder.storage.originals import Originals
@@ -182,6 +185,21 @@ class AssetService:
             node.count += count
         _totals(root)
         return root
+
+    def metadata(self, asset_id: int) -> tuple[AssetView, CameraFacts]:
+        """The asset with its processing states, and the EXIF its original carries (read from
+        the file's header on each call: nothing extra is stored at ingest)."""
+        view = self.get(asset_id)
+        stored = self.stored_file(asset_id, "file")
+        if stored.path is not None:
+            return view, camera_facts(stored.path)
+        return view, camera_facts(io.BytesIO(stored.read()))
+
+    def faces(self, asset_id: int) -> list[tuple[Face, str | None]]:
+        """The faces found in an asset, each with the name of its person (None: unnamed)."""
+        with self._sessions() as s:
+            self._asset(s, asset_id)
+            return faces_repo.named_faces_of_asset(s, asset_id)
 
     def folders(self) -> list[str]:
         with self._sessions() as s:

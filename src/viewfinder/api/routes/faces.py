@@ -39,9 +39,14 @@ class FaceOut(BaseModel):
     cluster_id: str | None
     created_at: datetime
     thumbnail_url: str
+    person_name: str | None = Field(
+        None,
+        description="The name of person_id, in GET /api/v1/assets/{asset_id}/faces (null there "
+        "for an unnamed face; not filled by the other face routes).",
+    )
 
     @classmethod
-    def of(cls, face: Face, request: Request) -> FaceOut:
+    def of(cls, face: Face, request: Request, person_name: str | None = None) -> FaceOut:
         return cls(
             id=face.id,
             asset_id=face.asset_id,
@@ -56,6 +61,7 @@ class FaceOut(BaseModel):
             cluster_id=face.cluster_id,
             created_at=face.created_at,
             thumbnail_url=str(request.url_for("face_thumbnail", face_id=face.id)),
+            person_name=person_name,
         )
 
 
@@ -107,4 +113,5 @@ def face_thumbnail(face_id: DbInt, lib: LibraryDep) -> Response:
     "/assets/{asset_id}/faces", response_model=list[FaceOut], responses=error_responses(404)
 )
 def asset_faces(asset_id: DbInt, request: Request, lib: LibraryDep) -> list[FaceOut]:
-    return [FaceOut.of(f, request) for f in lib.people.faces_of_asset(asset_id)]
+    """The faces found in the image, each with its person's name: what a viewer draws."""
+    return [FaceOut.of(f, request, name) for f, name in lib.assets.faces(asset_id)]

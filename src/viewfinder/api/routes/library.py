@@ -14,8 +14,10 @@ from viewfinder.api.errors import ACCESS_STATUSES, error_responses
 from viewfinder.api.params import DbInt, DbText
 from viewfinder.api.responses import image_file
 from viewfinder.api.schemas_library import (
+    AssetMetadataOut,
     AssetOut,
     AssetPage,
+    CameraOut,
     DuplicateGroupOut,
     FolderImportIn,
     FolderNodeOut,
@@ -221,6 +223,19 @@ def folder_tree(lib: LibraryDep) -> FolderTreeOut:
 @router.get("/assets/{asset_id}", response_model=AssetOut, responses=error_responses(404))
 def get_asset(asset_id: DbInt, request: Request, lib: LibraryDep) -> AssetOut:
     return _asset_out(lib.assets.get(asset_id), request)
+
+
+@router.get(
+    "/assets/{asset_id}/metadata", response_model=AssetMetadataOut, responses=error_responses(404)
+)
+def asset_metadata(asset_id: DbInt, request: Request, lib: LibraryDep) -> AssetMetadataOut:
+    """The asset and what its original's EXIF says (camera, lens, exposure, GPS), for a photo
+    viewer; read from the file's header on each call."""
+    view, camera = lib.assets.metadata(asset_id)
+    return AssetMetadataOut(
+        asset=_asset_out(view, request),
+        camera=CameraOut.model_validate(camera, from_attributes=True),
+    )
 
 
 @router.delete(
