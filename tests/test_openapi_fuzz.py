@@ -29,7 +29,7 @@ from viewfinder.testing.openapi_fuzz import CHECKS, fuzz_app, seed_library
 
 # Per operation and mode (valid / invalid data): about 400 requests in all, ~15 s on 2 cores.
 EXAMPLES = 4
-PUBLIC = {("GET", "/health")}
+PUBLIC = {("GET", "/health"), ("GET", "/ready")}
 
 
 @pytest.fixture(scope="module")
@@ -148,8 +148,13 @@ def test_without_a_key_every_route_answers_a_documented_refusal(
     assert not report.findings, "\n\n".join(map(str, report.findings[:10]))
     # Made-up keys (schemathesis sends some) are 401 until too many fail: then 429.
     assert report.statuses[401] > 0, report.summary()
-    assert set(report.statuses) <= {200, 401, 429}, report.summary()  # 200: GET /health
+    # 200: GET /health; 200 or 503: GET /ready (public; 503 while a worker is paused)
+    assert set(report.statuses) <= {200, 401, 429, 503}, report.summary()
     assert report.per_operation["GET /health"] == {200: report.per_operation["GET /health"][200]}
+    assert set(report.per_operation["GET /ready"]) <= {200, 503}
+    for label, seen in report.per_operation.items():
+        if label not in ("GET /health", "GET /ready"):
+            assert set(seen) <= {401, 429}, label
 
 
 def test_a_read_only_key_gets_documented_403s_on_writes(keyed_app: tuple[FastAPI, str]) -> None:

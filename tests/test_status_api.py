@@ -97,7 +97,7 @@ def test_a_paused_kind_shows_its_reason_and_ready_answers_503_until_it_resumes(
     monkeypatch.setattr(pool_module, "FAILURE_MEMORY_S", 0.1)  # retry the load at once
     ready = client.get("/ready")
     assert ready.status_code == 200, ready.text
-    assert ready.json() == {"ready": True, "reasons": []}
+    assert ready.json() == {"ready": True, "reasons": [], "detail": None}
     uploaded = client.post("/api/v1/assets", files=[("files", ("a.png", png((200, 10, 10))))])
     assert uploaded.status_code == 201, uploaded.text
 
@@ -131,6 +131,7 @@ def test_a_paused_kind_shows_its_reason_and_ready_answers_503_until_it_resumes(
         assert len(body["reasons"]) == 1
         assert body["reasons"][0].startswith("embed processing paused since ")
         assert str(missing) in body["reasons"][0]
+        assert body["detail"] == body["reasons"][0]
         assert client.get("/health").json() == {"status": "ok"}  # unchanged: the process is up
 
         missing.symlink_to(tiny_models["clip"], target_is_directory=True)  # the model arrives

@@ -123,3 +123,4 @@ class StatusOut(BaseModel):
 class ReadyOut(BaseModel):
     ready: bool
     reasons: list[str] = Field(description="Why not: empty when ready.")
+    detail: str | None = Field(None, description="The reasons in one sentence (null when ready).")

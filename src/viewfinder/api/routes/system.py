@@ -46,5 +46,5 @@ async def ready(svc: ServicesDep) -> JSONResponse:
     otherwise (e.g. "embed processing paused since ...: model not available ..."). ``GET /health``
     only says the process is up."""
     reasons = await run_in_threadpool(svc.readiness)
-    body = ReadyOut(ready=not reasons, reasons=reasons)
+    body = ReadyOut(ready=not reasons, reasons=reasons, detail="; ".join(reasons) or None)
     return JSONResponse(body.model_dump(), status_code=503 if reasons else 200)
