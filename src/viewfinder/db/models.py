@@ -20,6 +20,7 @@ from sqlalchemy import (
     String,
     Text,
     TypeDecorator,
+    func,
 )
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
@@ -105,6 +106,11 @@ class Asset(Base):
     # copied into the blob store; None: the original is the blob ``original_key(sha256)``.
     original_uri: Mapped[str | None] = mapped_column(Text, index=True)
     caption: Mapped[str | None] = mapped_column(Text)
+
+
+# The timeline order (``db.assets.taken_at``, then id): pages of ``sort=newest`` / ``oldest`` walk
+# this index instead of sorting every asset (migration 0008).
+Index("ix_assets_taken", func.coalesce(Asset.captured_at, Asset.created_at), Asset.id)
 
 
 class AssetTask(Base):
