@@ -100,6 +100,10 @@ def test_a_paused_kind_shows_its_reason_and_ready_answers_503_until_it_resumes(
     assert ready.json() == {"ready": True, "reasons": [], "detail": None}
     uploaded = client.post("/api/v1/assets", files=[("files", ("a.png", png((200, 10, 10))))])
     assert uploaded.status_code == 201, uploaded.text
+    waiting = kind(client.get("/api/v1/status").json(), "embed")  # no worker anywhere yet
+    assert waiting["counts"]["pending"] == 1
+    assert waiting["paused"] is False
+    assert waiting["waiting_since"] is not None
 
     missing = tmp_path / "clip-not-here"
     data_dir = api_services.settings.data_dir
@@ -145,6 +149,7 @@ def test_a_paused_kind_shows_its_reason_and_ready_answers_503_until_it_resumes(
         )
         embed = kind(status, "embed")
         assert embed["paused_reason"] is None
+        assert embed["waiting_since"] is None
         assert embed["pauses"] == []
         assert status["ready"] is True
         if api_services.require_library().index.shared:  # pgvector: the worker's vector counts

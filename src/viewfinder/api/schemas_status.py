@@ -66,6 +66,10 @@ class KindOut(BaseModel):
     )
     counts: dict[str, int] = Field(description="Tasks per state: pending, running, done, failed.")
     retrying: int = Field(description="Pending tasks that failed before and will be retried.")
+    waiting_since: datetime | None = Field(
+        description="When the oldest pending task was queued (or given back): work waiting long "
+        "with no pause means no worker of this kind is running."
+    )
     failures: list[FailureOut] = Field(description="The latest failed tasks, newest first.")
     paused: bool = Field(description="A worker of this kind cannot work (see pauses).")
     paused_reason: str | None = Field(description="The first pause's reason, for a one-line UI.")
@@ -80,6 +84,7 @@ class KindOut(BaseModel):
             configured=k.configured,
             counts=k.counts,
             retrying=k.retrying,
+            waiting_since=k.waiting_since,
             failures=[
                 FailureOut(
                     asset_id=f.asset_id, error=f.error, attempts=f.attempts, failed_at=f.failed_at

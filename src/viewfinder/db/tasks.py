@@ -262,6 +262,15 @@ def recent_failures(s: Session, kind: str, limit: int) -> list[AssetTask]:
     return list(s.scalars(stmt))
 
 
+def oldest_pending(s: Session, kind: str) -> datetime | None:
+    """When the longest-waiting pending task of ``kind`` was queued (or last given back)."""
+    stmt = select(func.min(AssetTask.updated_at)).where(
+        AssetTask.kind == kind, AssetTask.state == TaskState.PENDING.value
+    )
+    value = s.scalar(stmt)
+    return value if isinstance(value, datetime) else None
+
+
 def retrying_count(s: Session, kind: str) -> int:
     """Pending tasks of ``kind`` that failed at least once and will be tried again."""
     stmt = select(func.count()).where(

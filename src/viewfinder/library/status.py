@@ -53,6 +53,7 @@ class KindStatus:
     configured: bool  # this deployment's settings process this kind (else: only old tasks)
     counts: dict[str, int]  # per TaskState, zeros included
     retrying: int  # pending tasks that failed before and will be tried again
+    waiting_since: datetime | None  # the oldest pending task's queue time
     failures: list[TaskFailure]  # the latest first
     pauses: list[Pause]  # the workers of this kind that are paused now
 
@@ -89,6 +90,7 @@ class StatusService:
                     configured=kind in self._kinds,
                     counts=counts.get(kind, empty),
                     retrying=tasks_repo.retrying_count(s, kind),
+                    waiting_since=tasks_repo.oldest_pending(s, kind),
                     failures=[
                         TaskFailure(t.asset_id, t.last_error or "", t.attempts, t.updated_at)
                         for t in tasks_repo.recent_failures(s, kind, failures_shown)
