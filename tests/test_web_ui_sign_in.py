@@ -90,23 +90,23 @@ def test_the_page_asks_for_a_key_once_and_its_cookie_loads_images(
     ui.set_default_timeout(TIMEOUT_MS)
     ui.goto(server + "/")
     ui.locator("#sign-in").wait_for()
-    assert ui.locator("#content").is_hidden()
+    assert ui.locator("#view").is_hidden()
 
     ui.fill("#sign-in-key", "vf_not-a-key-of-this-server-at-all-000000")
     ui.click("#sign-in-form button[type=submit]")
     ui.locator("#sign-in-error").filter(has_text="not valid").wait_for()
-    assert ui.locator("#content").is_hidden()
+    assert ui.locator("#view").is_hidden()
 
     ui.fill("#sign-in-key", KEY)
     ui.click("#sign-in-form button[type=submit]")
-    ui.locator("#content").wait_for()
+    ui.locator("#view").wait_for()
     assert ui.locator("#sign-in").is_hidden()
     assert ui.input_value("#sign-in-key") == ""  # the key is not kept in the page
-    ui.locator("#gallery li.card").first.wait_for()
-    # The thumbnail is an <img>: only the cookie authenticates it.
+    ui.locator("#timeline [data-asset-id]").first.wait_for()
+    # The timeline's thumbnail is an <img>: only the cookie authenticates it.
     ui.wait_for_function(
         """() => {
-            const images = [...document.querySelectorAll("#gallery img")];
+            const images = [...document.querySelectorAll("#timeline img")];
             return images.length > 0 && images.every(i => i.complete && i.naturalWidth > 0);
         }"""
     )
@@ -118,7 +118,7 @@ def test_the_page_asks_for_a_key_once_and_its_cookie_loads_images(
 
     # Once: a reload goes straight to the library.
     ui.reload()
-    ui.locator("#gallery li.card").first.wait_for()
+    ui.locator("#timeline [data-asset-id]").first.wait_for()
     assert ui.locator("#sign-in").is_hidden()
     assert "read-only" not in ui.inner_text("#identity")
 
@@ -144,5 +144,5 @@ def test_the_page_asks_for_a_key_once_and_its_cookie_loads_images(
     ui.locator("#sign-in").wait_for()
     ui.reload()
     ui.locator("#sign-in").wait_for()
-    assert ui.locator("#content").is_hidden()
+    assert ui.locator("#view").is_hidden()
     context.close()

@@ -33,6 +33,22 @@ const FOCUSABLE = "a[href], button:not([disabled]), input, select, textarea, [ta
 // back there (holding Enter on "Next" keeps stepping).
 let refocus = null;
 
+// One keydown listener for every photo: between one photo's viewer and the next (the step
+// replaces the address, then the next viewer is set up) a key has no viewer to go to; it waits
+// for the next one instead of being lost.
+const KEYS = ["Escape", "ArrowLeft", "ArrowRight"];
+let keyHandler = null;
+let queuedKey = null;
+let listening = false;
+
+function onDocumentKey(event) {
+  if (keyHandler) keyHandler(event);
+  else if (location.pathname.startsWith("/photos/") && KEYS.includes(event.key)) {
+    event.preventDefault();
+    queuedKey = event.key;
+  }
+}
+
 /** The newest-first order of the whole library, as far as it takes to find `id`: the list a
  * photo opened directly (a reload, a shared address) steps through. */
 async function timelineList(id, signal) {
@@ -211,6 +227,8 @@ export async function render(root, { params, signal }) {
   }
 
   function onKey(event) {
+    // A viewer the router has already replaced (a key while its photo still loaded) ignores it.
+    if (!dialog.isConnected) return;
     if (event.key === "Tab") return trapFocus(event);
     if (event.defaultPrevented || event.altKey || event.ctrlKey || event.metaKey) return;
     const typing = event.target.closest?.("input, textarea, select");
@@ -245,9 +263,17 @@ export async function render(root, { params, signal }) {
     }
   }
 
-  document.addEventListener("keydown", onKey);
+  if (!listening) {
+    document.addEventListener("keydown", onDocumentKey);
+    listening = true;
+  }
+  keyHandler = onKey;
+  // The handler is set before the first await: only a key from before this render waits.
+  const pendingKey = queuedKey;
+  queuedKey = null;
+  if (pendingKey === "Escape") closeOverlay("/");
   const cleanup = () => {
-    document.removeEventListener("keydown", onKey);
+    if (keyHandler === onKey) keyHandler = null;
     if (similarGrid) similarGrid.destroy();
     // After the router has made the page live again: the photo's tile takes focus (the last
     // photo shown, as in Immich), else whatever opened the viewer.
@@ -335,6 +361,7 @@ export async function render(root, { params, signal }) {
   }
   updateSteps();
   focusStart();
+  if (pendingKey === "ArrowLeft" || pendingKey === "ArrowRight") step(pendingKey === "ArrowLeft" ? -1 : 1);
 
   showFaces(asset, boxes, faceList, facesSection, toggleFaces, signal);
   showSimilar();
