@@ -291,6 +291,10 @@ def test_upload_browse_view_step_delete_and_folders(browser: Any, server: str) -
         ui.keyboard.press("ArrowLeft")
         ui.wait_for_url(f"{server}/photos/{order[at - 1]}")
         _wait_for_title(ui, by_id[order[at - 1]]["original_filename"])
+        # Carell's photo: what its camera wrote (EXIF) is in the details.
+        camera = viewer.locator(".details").inner_text()
+        assert "NIKON D4S" in camera
+        assert "f/2.8 \u00b7 1/60 s \u00b7 ISO 1600" in camera
         # Tab stays inside the overlay.
         for _ in range(25):
             ui.keyboard.press("Tab")

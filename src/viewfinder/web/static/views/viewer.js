@@ -105,16 +105,36 @@ function detailRow(term, ...value) {
   return [el("dt", {}, term), el("dd", {}, ...value)];
 }
 
-/** Extra metadata the asset API may carry (camera, lens, exposure...): shown as it comes. */
-function metadataRows(asset) {
-  const metadata = asset.metadata || asset.exif;
-  if (!metadata || typeof metadata !== "object") return [];
-  return Object.entries(metadata)
-    .filter(([, v]) => v !== null && v !== undefined && v !== "" && typeof v !== "object")
-    .flatMap(([key, value]) => {
-      const term = key.replaceAll("_", " ").replace(/^./, (c) => c.toUpperCase());
-      return detailRow(term, String(value));
-    });
+/** What the camera wrote (GET /api/v1/assets/{id}/metadata): only the fields it did write. */
+function cameraRows(camera) {
+  if (!camera) return [];
+  const make = camera.camera_make || "";
+  const model = camera.camera_model || "";
+  const body = model.toLowerCase().startsWith(make.toLowerCase()) ? model : `${make} ${model}`.trim();
+  const exposure = [
+    camera.f_number ? `f/${camera.f_number}` : "",
+    camera.exposure_time ? `${camera.exposure_time} s` : "",
+    camera.iso ? `ISO ${camera.iso}` : "",
+  ].filter(Boolean);
+  let focal = camera.focal_length_mm ? `${camera.focal_length_mm} mm` : "";
+  if (focal && camera.focal_length_35mm && camera.focal_length_35mm !== camera.focal_length_mm) {
+    focal += ` (${camera.focal_length_35mm} mm in 35 mm terms)`;
+  }
+  const place =
+    camera.latitude !== null && camera.longitude !== null && camera.latitude !== undefined
+      ? `${camera.latitude.toFixed(5)}, ${camera.longitude.toFixed(5)}`
+      : "";
+  return [
+    body ? detailRow("Camera", body) : [],
+    camera.lens ? detailRow("Lens", camera.lens) : [],
+    exposure.length ? detailRow("Exposure", exposure.join(" · ")) : [],
+    focal ? detailRow("Focal length", focal) : [],
+    camera.flash_fired === null || camera.flash_fired === undefined
+      ? []
+      : detailRow("Flash", camera.flash_fired ? "Fired" : "Did not fire"),
+    place ? detailRow("Location", place) : [],
+    camera.software ? detailRow("Software", camera.software) : [],
+  ].flat();
 }
 
 function processingNote(asset) {
@@ -125,7 +145,7 @@ function processingNote(asset) {
   return el("p", { class: "note" }, `Still processing: ${waiting.map(([kind, state]) => `${kind} ${state}`).join(", ")}.`);
 }
 
-function details(asset) {
+function details(asset, camera) {
   const folder = asset.folder
     ? el("a", { href: `/folders${query({ path: asset.folder })}`, "data-nav": true }, asset.folder)
     : "Top level";
@@ -138,7 +158,7 @@ function details(asset) {
     detailRow("Dimensions", `${asset.width.toLocaleString()} × ${asset.height.toLocaleString()} px`),
     detailRow("Size", formatBytes(asset.size_bytes)),
     detailRow("Type", asset.content_type),
-    metadataRows(asset),
+    cameraRows(camera),
     asset.original_uri ? detailRow("Stored at", asset.original_uri) : null,
   );
 }
@@ -289,8 +309,15 @@ export async function render(root, { params, signal }) {
   };
   focusStart();
 
+  let camera = null;
   try {
-    asset = await api(`/api/v1/assets/${id}`, { signal });
+    // The asset with what its camera wrote; a server without the metadata route: the asset.
+    const found = await api(`/api/v1/assets/${id}/metadata`, { signal }).catch((error) => {
+      if (error.status === 404 && error.message === "Not Found") return null;
+      throw error;
+    });
+    if (found) ({ asset, camera } = found);
+    else asset = await api(`/api/v1/assets/${id}`, { signal });
   } catch (error) {
     if (isAbort(error)) return cleanup;
     title.textContent = error.status === 404 ? "Photo not found" : "Could not load the photo";
@@ -342,7 +369,7 @@ export async function render(root, { params, signal }) {
     title,
     asset.caption ? el("p", { class: "caption" }, asset.caption) : null,
     picker.panel,
-    details(asset),
+    details(asset, camera),
     processingNote(asset),
     facesSection,
     el("section", { class: "viewer-section", "aria-labelledby": "viewer-similar" }, el("h2", { id: "viewer-similar" }, "Similar photos"), similar),
