@@ -4,6 +4,7 @@ real ``viewfinder serve`` with the real face models, on real photos from ../shar
 
 from __future__ import annotations
 
+import base64
 from collections.abc import Iterator
 from datetime import UTC, date, datetime
 from pathlib import Path
@@ -38,6 +39,18 @@ HORSE = ("captioned_skimage", "horse.png")
 # the name as sent.
 HOSTILE_NAME = "<img src=x onerror=window.__xss=1>.jpg"
 PROCESSING_TIMEOUT_MS = 180_000
+# Drops a file on the timeline as a browser does: dragenter, or dragover then drop, carrying it.
+DROP_FILE = """([step, name, data]) => {
+    const bytes = Uint8Array.from(atob(data), (c) => c.charCodeAt(0));
+    const transfer = new DataTransfer();
+    transfer.items.add(new File([bytes], name, { type: "image/png" }));
+    const view = document.querySelector(".timeline");
+    for (const type of step === "drop" ? ["dragover", "drop"] : [step]) {
+        view.dispatchEvent(
+            new DragEvent(type, { dataTransfer: transfer, bubbles: true, cancelable: true }),
+        );
+    }
+}"""
 
 # --- over HTTP -----------------------------------------------------------------------------------
 
@@ -430,15 +443,16 @@ def test_hostile_names_stay_text_and_server_errors_are_shown(browser: Any, serve
     not_an_image = b"just some text, not an image"
     with ui_page(browser, server) as (ui, errors):
         ui.locator("#library-count").filter(has_text="photos").wait_for()
+        # The hostile name arrives by drag and drop onto the view, the refused file by the picker.
+        ui.evaluate(DROP_FILE, ["dragenter", HOSTILE_NAME, base64.b64encode(hostile).decode()])
+        assert "dropping" in (ui.get_attribute(".timeline", "class") or "")
+        ui.evaluate(DROP_FILE, ["drop", HOSTILE_NAME, base64.b64encode(hostile).decode()])
+        assert "dropping" not in (ui.get_attribute(".timeline", "class") or "")
+        ui.locator("#upload-log li.ok").wait_for()
         ui.set_input_files(
-            "#file-input",
-            [
-                {"name": HOSTILE_NAME, "mimeType": "image/jpeg", "buffer": hostile},
-                {"name": "notes.jpg", "mimeType": "image/jpeg", "buffer": not_an_image},
-            ],
+            "#file-input", [{"name": "notes.jpg", "mimeType": "image/jpeg", "buffer": not_an_image}]
         )
         ui.locator("#upload-log li.error").wait_for()
-        ui.locator("#upload-log li.ok").wait_for()
         tile = ui.locator(f'#timeline img[alt^="{HOSTILE_NAME}, "]')
         tile.wait_for()
 

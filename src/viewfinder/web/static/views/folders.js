@@ -27,18 +27,32 @@ function treeItems(nodes, chosen) {
     const current = chosen !== null && node.path === chosen;
     const link = el(
       "a",
-      { href: node.path === "" ? rootHref : folderHref(node.path), "data-nav": true, "aria-current": current ? "page" : null },
+      {
+        href: node.path === "" ? rootHref : folderHref(node.path),
+        "data-nav": true,
+        "aria-current": current ? "page" : null,
+      },
       el("span", { class: "folder-name" }, label(node)),
-      el("span", { class: "folder-count", "aria-label": `, ${plural(node.total, "photo")}` }, node.total.toLocaleString()),
+      el(
+        "span",
+        { class: "folder-count", "aria-label": `, ${plural(node.total, "photo")}` },
+        node.total.toLocaleString(),
+      ),
     );
     const item = el("li", {}, el("div", { class: "folder-row" }, link));
     if (node.children.length && node.path !== "") {
-      const open = expanded.has(node.path) || (chosen !== null && chosen.startsWith(`${node.path}/`));
+      const open =
+        expanded.has(node.path) || (chosen !== null && chosen.startsWith(`${node.path}/`));
       const children = el("ul", {}, treeItems(node.children, chosen));
       children.hidden = !open;
       const toggle = el(
         "button",
-        { type: "button", class: "disclosure", "aria-expanded": String(open), "aria-label": `Subfolders of ${node.name}` },
+        {
+          type: "button",
+          class: "disclosure",
+          "aria-expanded": String(open),
+          "aria-label": `Subfolders of ${node.name}`,
+        },
         el("span", { "aria-hidden": "true" }, "▸"),
       );
       toggle.addEventListener("click", () => {
@@ -72,7 +86,13 @@ function breadcrumb(path) {
   parts.forEach((part, i) => {
     const at = parts.slice(0, i + 1).join("/");
     items.push(
-      el("li", {}, i === parts.length - 1 ? el("span", { "aria-current": "page" }, part) : el("a", { href: folderHref(at), "data-nav": true }, part)),
+      el(
+        "li",
+        {},
+        i === parts.length - 1
+          ? el("span", { "aria-current": "page" }, part)
+          : el("a", { href: folderHref(at), "data-nav": true }, part),
+      ),
     );
   });
   return el("nav", { class: "breadcrumb", "aria-label": "Folder path" }, el("ol", {}, items));
@@ -83,10 +103,18 @@ export async function render(root, { query: params, signal }) {
   const chosen = params.has("path") ? params.get("path").replace(/^\/+|\/+$/g, "") : null;
   const withSubfolders = params.get("sub") !== "0";
 
-  const tree = el("nav", { class: "folder-tree", "aria-label": "Folders" }, statusLine("Loading the folders…"));
+  const tree = el(
+    "nav",
+    { class: "folder-tree", "aria-label": "Folders" },
+    statusLine("Loading the folders…"),
+  );
   const content = el("div", { class: "folder-content" });
   root.append(
-    el("div", { class: "view-head" }, heading(chosen === null ? "Folders" : chosen === "" ? "Top level" : chosen.split("/").at(-1))),
+    el(
+      "div",
+      { class: "view-head" },
+      heading(chosen === null ? "Folders" : chosen === "" ? "Top level" : chosen.split("/").at(-1)),
+    ),
     el("div", { class: "folders-layout" }, tree, content),
   );
 
@@ -99,10 +127,17 @@ export async function render(root, { query: params, signal }) {
   }
   if (folderTree) {
     if (folderTree.total === 0) {
-      tree.replaceChildren(statusLine("No folders yet: upload photos into a folder, or index one with viewfinder index DIR."));
+      tree.replaceChildren(
+        statusLine(
+          "No folders yet: upload photos into a folder, or index one with viewfinder index DIR.",
+        ),
+      );
     } else {
       // The root's own photos appear as "Top level" only when there are some.
-      const nodes = [...(folderTree.count ? [{ ...folderTree, children: [] }] : []), ...folderTree.children];
+      const nodes = [
+        ...(folderTree.count ? [{ ...folderTree, children: [] }] : []),
+        ...folderTree.children,
+      ];
       tree.replaceChildren(el("ul", { class: "tree-root" }, treeItems(nodes, chosen)));
     }
   }
@@ -112,7 +147,11 @@ export async function render(root, { query: params, signal }) {
     content.replaceChildren(
       top.length
         ? el("p", { class: "note" }, "Choose a folder to see its photos.")
-        : el("p", { class: "empty" }, "Your photos are not in folders. Choose a folder when you upload, or index a folder tree with viewfinder index DIR."),
+        : el(
+            "p",
+            { class: "empty" },
+            "Your photos are not in folders. Choose a folder when you upload, or index a folder tree with viewfinder index DIR.",
+          ),
     );
     return undefined;
   }
@@ -120,14 +159,24 @@ export async function render(root, { query: params, signal }) {
   const node = folderTree ? findNode(folderTree, chosen) : null;
   const count = el("p", { class: "note", id: "folder-count" });
   const sub = el("input", { type: "checkbox", id: "folder-subfolders", checked: withSubfolders });
-  sub.addEventListener("change", () => navigate(folderHref(chosen, sub.checked), { replace: true }));
+  sub.addEventListener("change", () =>
+    navigate(folderHref(chosen, sub.checked), { replace: true }),
+  );
   const subfolders =
     node && node.children.length
       ? el(
           "ul",
           { class: "subfolders", "aria-label": "Subfolders" },
           node.children.map((child) =>
-            el("li", {}, el("a", { href: folderHref(child.path), "data-nav": true, class: "chip" }, `${child.name} · ${child.total.toLocaleString()}`)),
+            el(
+              "li",
+              {},
+              el(
+                "a",
+                { href: folderHref(child.path), "data-nav": true, class: "chip" },
+                `${child.name} · ${child.total.toLocaleString()}`,
+              ),
+            ),
           ),
         )
       : null;
@@ -136,17 +185,19 @@ export async function render(root, { query: params, signal }) {
   const sentinel = el("div", { class: "sentinel" });
   content.replaceChildren(
     ...[
-    breadcrumb(chosen),
-    el(
-      "div",
-      { class: "folder-tools" },
-      count,
-      node && node.children.length ? el("label", { class: "check" }, sub, "Include subfolders") : null,
-    ),
-    subfolders,
-    grid.element,
-    state,
-    sentinel,
+      breadcrumb(chosen),
+      el(
+        "div",
+        { class: "folder-tools" },
+        count,
+        node && node.children.length
+          ? el("label", { class: "check" }, sub, "Include subfolders")
+          : null,
+      ),
+      subfolders,
+      grid.element,
+      state,
+      sentinel,
     ].filter(Boolean), // replaceChildren would show a null as the text "null"
   );
 
@@ -182,7 +233,8 @@ export async function render(root, { query: params, signal }) {
       }
       return more;
     } catch (error) {
-      if (!isAbort(error)) state.replaceChildren(statusLine(`Could not load the photos: ${error.message}.`, "error"));
+      if (!isAbort(error))
+        state.replaceChildren(statusLine(`Could not load the photos: ${error.message}.`, "error"));
       return false;
     }
   }

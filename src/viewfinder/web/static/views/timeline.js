@@ -4,7 +4,16 @@
 // files anywhere on the view; the new photos appear without a reload.
 
 import { api, isAbort, query } from "../lib/api.js";
-import { button, el, heading, notify, photoDate, plural, statusLine, useStyles } from "../lib/dom.js";
+import {
+  button,
+  el,
+  heading,
+  notify,
+  photoDate,
+  plural,
+  statusLine,
+  useStyles,
+} from "../lib/dom.js";
 import { PhotoGrid, getViewerList, infiniteScroll, setViewerList } from "../lib/photos.js";
 import { uploader } from "./upload.js";
 
@@ -19,7 +28,11 @@ const DAY = new Intl.DateTimeFormat(undefined, {
   year: "numeric",
   timeZone: "UTC",
 });
-const MONTH = new Intl.DateTimeFormat(undefined, { month: "long", year: "numeric", timeZone: "UTC" });
+const MONTH = new Intl.DateTimeFormat(undefined, {
+  month: "long",
+  year: "numeric",
+  timeZone: "UTC",
+});
 const SHORT_MONTH = new Intl.DateTimeFormat(undefined, { month: "short", timeZone: "UTC" });
 
 const pad = (n) => String(n).padStart(2, "0");
@@ -46,9 +59,12 @@ class DayGroups {
   /** The next page; resolves true while more pages remain. */
   async load(limit = PAGE) {
     if (!this.more) return false;
-    const page = await api(`/api/v1/assets${query({ sort: "newest", limit, offset: this.offset })}`, {
-      signal: this.signal,
-    });
+    const page = await api(
+      `/api/v1/assets${query({ sort: "newest", limit, offset: this.offset })}`,
+      {
+        signal: this.signal,
+      },
+    );
     this.total = page.total;
     this.offset += page.items.length;
     this.more = page.items.length > 0 && this.offset < page.total;
@@ -79,7 +95,12 @@ class DayGroups {
       const { date, month } = dayOf(first);
       const title = el("h2", { class: "day-title", id: `day-${day}` }, DAY.format(date));
       const grid = new PhotoGrid({ label: `Photos of ${DAY.format(date)}` });
-      const section = el("section", { class: "day", "data-day": day, "data-month": month, "aria-labelledby": `day-${day}` }, title, grid.element);
+      const section = el(
+        "section",
+        { class: "day", "data-day": day, "data-month": month, "aria-labelledby": `day-${day}` },
+        title,
+        grid.element,
+      );
       this.container.append(section);
       group = { section, grid };
       this.groups.set(day, group);
@@ -126,10 +147,16 @@ function monthList(buckets, jump) {
       return el(
         "li",
         {},
-        button(SHORT_MONTH.format(date), () => jump(bucket), { class: "month", "aria-label": name, title: name }),
+        button(SHORT_MONTH.format(date), () => jump(bucket), {
+          class: "month",
+          "aria-label": name,
+          title: name,
+        }),
       );
     });
-    nav.append(el("div", { class: "year" }, el("h2", { class: "year-title" }, year), el("ul", {}, items)));
+    nav.append(
+      el("div", { class: "year" }, el("h2", { class: "year-title" }, year), el("ul", {}, items)),
+    );
   }
   return nav;
 }
@@ -158,7 +185,12 @@ export async function render(root, { signal }) {
   const days = el("div", { class: "days", id: "timeline" });
   const state = el("div", { class: "timeline-state", id: "timeline-state" });
   const sentinel = el("div", { class: "sentinel" });
-  const body = el("div", { class: "timeline-body" }, el("div", { class: "timeline-main" }, days, state, sentinel), months);
+  const body = el(
+    "div",
+    { class: "timeline-body" },
+    el("div", { class: "timeline-main" }, days, state, sentinel),
+    months,
+  );
   const view = el("div", { class: "timeline" }, head, upload.log, body);
   root.append(view);
   upload.dropOn(view);
@@ -170,8 +202,18 @@ export async function render(root, { signal }) {
         el(
           "div",
           { class: "empty" },
-          el("p", {}, "No photos yet — upload some or run ", el("code", {}, "viewfinder index DIR"), "."),
-          el("p", { class: "note" }, "Drop photos anywhere on this page, or use the Upload button above."),
+          el(
+            "p",
+            {},
+            "No photos yet — upload some or run ",
+            el("code", {}, "viewfinder index DIR"),
+            ".",
+          ),
+          el(
+            "p",
+            { class: "note" },
+            "Drop photos anywhere on this page, or use the Upload button above.",
+          ),
         ),
       );
     } else state.replaceChildren();
@@ -221,7 +263,9 @@ export async function render(root, { signal }) {
     const current = groups;
     while (current === groups && current.more && current.offset <= bucket.offset) {
       try {
-        await current.load(Math.min(MAX_PAGE, Math.max(PAGE, bucket.offset + PAGE - current.offset)));
+        await current.load(
+          Math.min(MAX_PAGE, Math.max(PAGE, bucket.offset + PAGE - current.offset)),
+        );
         if (getViewerList().ids === current.ids) registerList();
         showCount();
       } catch (error) {
@@ -238,7 +282,10 @@ export async function render(root, { signal }) {
 
   async function loadMonths() {
     try {
-      const { buckets } = await api(`/api/v1/timeline${query({ granularity: "month", sort: "newest" })}`, { signal });
+      const { buckets } = await api(
+        `/api/v1/timeline${query({ granularity: "month", sort: "newest" })}`,
+        { signal },
+      );
       months.replaceChildren(buckets.length > 1 ? monthList(buckets, jump) : "");
     } catch (error) {
       // An older server without the month counts: the timeline works without the jump list.

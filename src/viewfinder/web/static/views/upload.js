@@ -87,11 +87,15 @@ export function uploader({ onUploaded }) {
 
   const summary = el("p", { class: "note", role: "status", id: "upload-summary" });
   const lines = el("ul", { class: "log", id: "upload-log" });
-  const clear = button("Clear", () => {
-    lines.replaceChildren();
-    summary.textContent = "";
-    log.hidden = true;
-  }, { class: "small" });
+  const clear = button(
+    "Clear",
+    () => {
+      lines.replaceChildren();
+      summary.textContent = "";
+      log.hidden = true;
+    },
+    { class: "small" },
+  );
   const log = el(
     "section",
     { class: "upload-log panel", "aria-label": "Uploads", hidden: true },
@@ -129,7 +133,10 @@ export function uploader({ onUploaded }) {
         if (status === 201 && Array.isArray(body) && body.length) {
           const [result] = body;
           stored.push(result.asset);
-          line.done("ok", result.created ? `Added ${file.name}` : `${file.name} was already in your library`);
+          line.done(
+            "ok",
+            result.created ? `Added ${file.name}` : `${file.name} was already in your library`,
+          );
         } else {
           failed += 1;
           const why =

@@ -10,19 +10,40 @@ export function collectionPicker(asset, signal) {
   const chooseForm = el(
     "form",
     { class: "picker-row" },
-    el("p", { class: "field grow" }, el("label", { for: "collection-choice" }, "Collection"), select),
+    el(
+      "p",
+      { class: "field grow" },
+      el("label", { for: "collection-choice" }, "Collection"),
+      select,
+    ),
     el("button", { type: "submit", class: "primary" }, "Add"),
   );
-  const nameInput = el("input", { id: "collection-new", type: "text", required: true, maxlength: "200", autocomplete: "off" });
+  const nameInput = el("input", {
+    id: "collection-new",
+    type: "text",
+    required: true,
+    maxlength: "200",
+    autocomplete: "off",
+  });
   const createForm = el(
     "form",
     { class: "picker-row" },
-    el("p", { class: "field grow" }, el("label", { for: "collection-new" }, "New collection"), nameInput),
+    el(
+      "p",
+      { class: "field grow" },
+      el("label", { for: "collection-new" }, "New collection"),
+      nameInput,
+    ),
     el("button", { type: "submit" }, "Create and add"),
   );
   const panel = el(
     "section",
-    { id: "collection-picker", class: "viewer-section picker", "aria-label": "Add to a collection", hidden: true },
+    {
+      id: "collection-picker",
+      class: "viewer-section picker",
+      "aria-label": "Add to a collection",
+      hidden: true,
+    },
     chooseForm,
     createForm,
     status,

@@ -26,7 +26,11 @@ const SIMILAR = 12;
 const DIRECT_PAGE = 500; // a direct load looks for the photo in the timeline this many at a time
 const DIRECT_PAGES = 10;
 // EXIF times carry no zone and are stored as UTC: shown in UTC they read as the camera's clock.
-const TAKEN = new Intl.DateTimeFormat(undefined, { dateStyle: "full", timeStyle: "short", timeZone: "UTC" });
+const TAKEN = new Intl.DateTimeFormat(undefined, {
+  dateStyle: "full",
+  timeStyle: "short",
+  timeZone: "UTC",
+});
 const FOCUSABLE = "a[href], button:not([disabled]), input, select, textarea, [tabindex]";
 
 // Which toolbar control had focus when the viewer stepped, so the next photo's viewer puts it
@@ -57,7 +61,10 @@ async function timelineList(id, signal) {
   let total = Infinity;
   const more = async () => {
     if (offset >= total) return false;
-    const page = await api(`/api/v1/assets${query({ sort: "newest", limit: DIRECT_PAGE, offset })}`, { signal });
+    const page = await api(
+      `/api/v1/assets${query({ sort: "newest", limit: DIRECT_PAGE, offset })}`,
+      { signal },
+    );
     total = page.total;
     offset += page.items.length;
     ids.push(...page.items.map((a) => a.id));
@@ -93,12 +100,16 @@ async function faceNamer(faces, signal) {
   const byId = new Map();
   if (faces.some((f) => f.person_id && !f.person_name)) {
     try {
-      for (const person of await api("/api/v1/persons", { signal })) byId.set(person.id, person.name);
+      for (const person of await api("/api/v1/persons", { signal }))
+        byId.set(person.id, person.name);
     } catch (error) {
       if (isAbort(error)) throw error;
     }
   }
-  return (face) => face.person_name || byId.get(face.person_id) || (face.person_id ? `Person ${face.person_id}` : "Unnamed");
+  return (face) =>
+    face.person_name ||
+    byId.get(face.person_id) ||
+    (face.person_id ? `Person ${face.person_id}` : "Unnamed");
 }
 
 function detailRow(term, ...value) {
@@ -110,7 +121,9 @@ function cameraRows(camera) {
   if (!camera) return [];
   const make = camera.camera_make || "";
   const model = camera.camera_model || "";
-  const body = model.toLowerCase().startsWith(make.toLowerCase()) ? model : `${make} ${model}`.trim();
+  const body = model.toLowerCase().startsWith(make.toLowerCase())
+    ? model
+    : `${make} ${model}`.trim();
   const exposure = [
     camera.f_number ? `f/${camera.f_number}` : "",
     camera.exposure_time ? `${camera.exposure_time} s` : "",
@@ -141,8 +154,13 @@ function processingNote(asset) {
   const states = Object.entries(asset.processing || {});
   if (!states.length) return null;
   const waiting = states.filter(([, state]) => state !== "done");
-  if (!waiting.length) return el("p", { class: "note" }, "Processed: searchable and in similar photos.");
-  return el("p", { class: "note" }, `Still processing: ${waiting.map(([kind, state]) => `${kind} ${state}`).join(", ")}.`);
+  if (!waiting.length)
+    return el("p", { class: "note" }, "Processed: searchable and in similar photos.");
+  return el(
+    "p",
+    { class: "note" },
+    `Still processing: ${waiting.map(([kind, state]) => `${kind} ${state}`).join(", ")}.`,
+  );
 }
 
 function details(asset, camera) {
@@ -152,10 +170,18 @@ function details(asset, camera) {
   return el(
     "dl",
     { class: "details" },
-    detailRow("Taken", asset.captured_at ? TAKEN.format(new Date(asset.captured_at)) : "Unknown (no date in the file)"),
+    detailRow(
+      "Taken",
+      asset.captured_at
+        ? TAKEN.format(new Date(asset.captured_at))
+        : "Unknown (no date in the file)",
+    ),
     detailRow("Added", formatDateTime(asset.created_at)),
     detailRow("Folder", folder),
-    detailRow("Dimensions", `${asset.width.toLocaleString()} × ${asset.height.toLocaleString()} px`),
+    detailRow(
+      "Dimensions",
+      `${asset.width.toLocaleString()} × ${asset.height.toLocaleString()} px`,
+    ),
     detailRow("Size", formatBytes(asset.size_bytes)),
     detailRow("Type", asset.content_type),
     cameraRows(camera),
@@ -169,9 +195,23 @@ export async function render(root, { params, signal }) {
   const opener = document.activeElement;
 
   const title = el("h1", { id: "viewer-title", class: "viewer-title" }, "Photo");
-  const close = button("Close", () => closeOverlay("/"), { class: "ghost", "data-control": "close", "aria-keyshortcuts": "Escape" });
-  const prev = button("Previous", () => step(-1), { class: "ghost", "data-control": "prev", "aria-keyshortcuts": "ArrowLeft", disabled: true });
-  const next = button("Next", () => step(1), { class: "ghost", "data-control": "next", "aria-keyshortcuts": "ArrowRight", disabled: true });
+  const close = button("Close", () => closeOverlay("/"), {
+    class: "ghost",
+    "data-control": "close",
+    "aria-keyshortcuts": "Escape",
+  });
+  const prev = button("Previous", () => step(-1), {
+    class: "ghost",
+    "data-control": "prev",
+    "aria-keyshortcuts": "ArrowLeft",
+    disabled: true,
+  });
+  const next = button("Next", () => step(1), {
+    class: "ghost",
+    "data-control": "next",
+    "aria-keyshortcuts": "ArrowRight",
+    disabled: true,
+  });
   const position = el("span", { class: "position", "aria-live": "polite" });
   const actions = el("div", { class: "viewer-actions" });
   const toolbar = el("div", { class: "viewer-toolbar" }, close, prev, next, position, actions);
@@ -180,7 +220,13 @@ export async function render(root, { params, signal }) {
   const panel = el("div", { class: "viewer-panel" }, title, statusLine("Loading the photo…"));
   const dialog = el(
     "div",
-    { class: "viewer", role: "dialog", "aria-modal": "true", "aria-labelledby": "viewer-title", tabindex: "-1" },
+    {
+      class: "viewer",
+      role: "dialog",
+      "aria-modal": "true",
+      "aria-labelledby": "viewer-title",
+      tabindex: "-1",
+    },
     toolbar,
     el("div", { class: "viewer-body" }, stage, panel),
   );
@@ -204,7 +250,9 @@ export async function render(root, { params, signal }) {
     const more = Boolean(list.more) && !exhausted;
     next.disabled = index < 0 || (index >= list.ids.length - 1 && !more);
     position.textContent =
-      index >= 0 ? `${(index + 1).toLocaleString()} of ${list.ids.length.toLocaleString()}${more ? "+" : ""}` : "";
+      index >= 0
+        ? `${(index + 1).toLocaleString()} of ${list.ids.length.toLocaleString()}${more ? "+" : ""}`
+        : "";
   }
 
   async function step(delta) {
@@ -227,7 +275,12 @@ export async function render(root, { params, signal }) {
 
   async function remove() {
     const name = asset.original_filename;
-    if (!confirm(`Delete “${name}”? It is removed from the library with its thumbnails, faces and search entry.`)) return;
+    if (
+      !confirm(
+        `Delete “${name}”? It is removed from the library with its thumbnails, faces and search entry.`,
+      )
+    )
+      return;
     const index = list.ids.indexOf(id);
     try {
       await api(`/api/v1/assets/${id}`, { method: "DELETE" });
@@ -348,31 +401,51 @@ export async function render(root, { params, signal }) {
 
   const original = el(
     "a",
-    { class: "button ghost", href: asset.file_url, target: "_blank", rel: "noopener", download: asset.original_filename },
+    {
+      class: "button ghost",
+      href: asset.file_url,
+      target: "_blank",
+      rel: "noopener",
+      download: asset.original_filename,
+    },
     "Original",
   );
-  const toggleFaces = button("Hide faces", () => {
-    const hidden = boxes.classList.toggle("off");
-    toggleFaces.textContent = hidden ? "Show faces" : "Hide faces";
-    toggleFaces.setAttribute("aria-pressed", String(!hidden));
-  }, { class: "ghost", "aria-pressed": "true", hidden: true });
+  const toggleFaces = button(
+    "Hide faces",
+    () => {
+      const hidden = boxes.classList.toggle("off");
+      toggleFaces.textContent = hidden ? "Show faces" : "Hide faces";
+      toggleFaces.setAttribute("aria-pressed", String(!hidden));
+    },
+    { class: "ghost", "aria-pressed": "true", hidden: true },
+  );
   picker = collectionPicker(asset, signal);
   const del = button("Delete", remove, { class: "ghost danger", "data-control": "delete" });
   actions.append(toggleFaces, original, picker.toggle, del);
 
   const faceList = el("ul", { class: "faces viewer-faces", "aria-label": "People in this photo" });
-  const facesSection = el("section", { class: "viewer-section", "aria-labelledby": "viewer-people" }, el("h2", { id: "viewer-people" }, "People"), faceList);
+  const facesSection = el(
+    "section",
+    { class: "viewer-section", "aria-labelledby": "viewer-people" },
+    el("h2", { id: "viewer-people" }, "People"),
+    faceList,
+  );
   facesSection.hidden = true;
   const similar = el("div", { class: "similar" }, statusLine("Looking for similar photos…"));
   panel.replaceChildren(
     ...[
-    title,
-    asset.caption ? el("p", { class: "caption" }, asset.caption) : null,
-    picker.panel,
-    details(asset, camera),
-    processingNote(asset),
-    facesSection,
-    el("section", { class: "viewer-section", "aria-labelledby": "viewer-similar" }, el("h2", { id: "viewer-similar" }, "Similar photos"), similar),
+      title,
+      asset.caption ? el("p", { class: "caption" }, asset.caption) : null,
+      picker.panel,
+      details(asset, camera),
+      processingNote(asset),
+      facesSection,
+      el(
+        "section",
+        { class: "viewer-section", "aria-labelledby": "viewer-similar" },
+        el("h2", { id: "viewer-similar" }, "Similar photos"),
+        similar,
+      ),
     ].filter(Boolean), // replaceChildren would show a null as the text "null"
   );
 
@@ -388,7 +461,8 @@ export async function render(root, { params, signal }) {
   }
   updateSteps();
   focusStart();
-  if (pendingKey === "ArrowLeft" || pendingKey === "ArrowRight") step(pendingKey === "ArrowLeft" ? -1 : 1);
+  if (pendingKey === "ArrowLeft" || pendingKey === "ArrowRight")
+    step(pendingKey === "ArrowLeft" ? -1 : 1);
 
   showFaces(asset, boxes, faceList, facesSection, toggleFaces, signal);
   showSimilar();
@@ -400,7 +474,11 @@ export async function render(root, { params, signal }) {
       return;
     }
     try {
-      const result = await api("/api/v1/search", { method: "POST", json: { asset_id: id, k: SIMILAR }, signal });
+      const result = await api("/api/v1/search", {
+        method: "POST",
+        json: { asset_id: id, k: SIMILAR },
+        signal,
+      });
       const hits = result.hits.map((h) => h.asset);
       if (!hits.length) {
         similar.replaceChildren(statusLine("No similar photos in the library."));
@@ -419,7 +497,9 @@ export async function render(root, { params, signal }) {
       });
     } catch (error) {
       if (isAbort(error)) return;
-      similar.replaceChildren(statusLine(`Could not find similar photos: ${error.message}`, "error"));
+      similar.replaceChildren(
+        statusLine(`Could not find similar photos: ${error.message}`, "error"),
+      );
     }
   }
 }
@@ -433,7 +513,9 @@ async function showFaces(asset, boxes, list, section, toggle, signal) {
   } catch (error) {
     if (!isAbort(error)) {
       section.hidden = false;
-      list.replaceChildren(el("li", { class: "note error" }, `Could not load the faces: ${error.message}`));
+      list.replaceChildren(
+        el("li", { class: "note error" }, `Could not load the faces: ${error.message}`),
+      );
     }
     return;
   }
@@ -446,9 +528,21 @@ async function showFaces(asset, boxes, list, section, toggle, signal) {
   list.replaceChildren(
     ...faces.map((face) => {
       const name = names(face);
-      const img = el("img", { src: face.thumbnail_url, alt: "", class: "face", loading: "lazy", width: 56, height: 56 });
+      const img = el("img", {
+        src: face.thumbnail_url,
+        alt: "",
+        class: "face",
+        loading: "lazy",
+        width: 56,
+        height: 56,
+      });
       const body = face.person_id
-        ? el("a", { href: `/people/${face.person_id}`, "data-nav": true }, img, el("span", {}, name))
+        ? el(
+            "a",
+            { href: `/people/${face.person_id}`, "data-nav": true },
+            img,
+            el("span", {}, name),
+          )
         : el("span", { class: "unnamed" }, img, el("span", {}, name));
       return el("li", { class: "face-card" }, body);
     }),
