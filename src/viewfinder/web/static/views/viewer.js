@@ -397,6 +397,8 @@ export async function render(root, { params, signal }) {
     decoding: "async",
   });
   const boxes = el("div", { class: "face-boxes" });
+  frame.style.setProperty("--ratio", String(asset.width / Math.max(1, asset.height)));
+  frame.style.setProperty("--width", `${asset.width}px`);
   frame.replaceChildren(image, boxes);
 
   const original = el(
