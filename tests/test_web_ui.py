@@ -317,7 +317,9 @@ def test_upload_browse_view_step_delete_and_folders(browser: Any, server: str) -
         ui.keyboard.press("Escape")
         ui.wait_for_url(f"{server}/")
         ui.locator("#overlay").wait_for(state="hidden")
-        assert ui.evaluate("document.activeElement.dataset.assetId") == str(order[at - 1])
+        ui.wait_for_function(
+            "id => document.activeElement?.dataset?.assetId === id", arg=str(order[at - 1])
+        )
 
         # Add to a new collection from the viewer.
         ui.locator(f'#timeline [data-asset-id="{first}"]').click()
@@ -365,6 +367,15 @@ def test_upload_browse_view_step_delete_and_folders(browser: Any, server: str) -
         assert toggle.get_attribute("aria-expanded") == "true"
         ui.keyboard.press("Tab")
         ui.keyboard.press("Tab")
+        assert ui.evaluate("document.activeElement.textContent").startswith("2024")
+        # The arrows too: up to trips, Left closes it, Right opens it, Right again into 2024.
+        ui.keyboard.press("ArrowUp")
+        assert ui.evaluate("document.activeElement.textContent").startswith("trips")
+        ui.keyboard.press("ArrowLeft")
+        assert toggle.get_attribute("aria-expanded") == "false"
+        ui.keyboard.press("ArrowRight")
+        assert toggle.get_attribute("aria-expanded") == "true"
+        ui.keyboard.press("ArrowRight")
         assert ui.evaluate("document.activeElement.textContent").startswith("2024")
         ui.keyboard.press("Enter")
         ui.wait_for_url(f"{server}/folders?path=trips/2024")

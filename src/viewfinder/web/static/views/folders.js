@@ -71,6 +71,34 @@ function treeItems(nodes, chosen) {
   });
 }
 
+/** Arrow keys in the tree, as in a file manager: Up/Down move between the folders shown,
+ * Right opens a folder (or goes to its first subfolder), Left closes it (or goes to its parent).
+ * Tab still reaches every link and button. */
+function treeKeys(event) {
+  const link = event.target.closest(".folder-row a");
+  if (!link || event.altKey || event.ctrlKey || event.metaKey || event.shiftKey) return;
+  const tree = event.currentTarget;
+  const item = link.closest("li");
+  const toggle = item.querySelector(":scope > .folder-row .disclosure");
+  const open = toggle && toggle.getAttribute("aria-expanded") === "true";
+  const shown = [...tree.querySelectorAll(".folder-row a")].filter(
+    (a) => a.getClientRects().length,
+  );
+  const at = shown.indexOf(link);
+  let target = null;
+  if (event.key === "ArrowDown") target = shown[at + 1];
+  else if (event.key === "ArrowUp") target = shown[at - 1];
+  else if (event.key === "ArrowRight" && toggle) {
+    if (!open) toggle.click();
+    else target = item.querySelector(":scope > ul .folder-row a");
+  } else if (event.key === "ArrowLeft") {
+    if (open) toggle.click();
+    else target = item.parentElement.closest("li")?.querySelector(":scope > .folder-row a");
+  } else return;
+  event.preventDefault();
+  if (target) target.focus();
+}
+
 function findNode(node, path) {
   if (node.path === path) return node;
   for (const child of node.children) {
@@ -139,6 +167,7 @@ export async function render(root, { query: params, signal }) {
         ...folderTree.children,
       ];
       tree.replaceChildren(el("ul", { class: "tree-root" }, treeItems(nodes, chosen)));
+      tree.addEventListener("keydown", treeKeys);
     }
   }
 
