@@ -18,7 +18,7 @@ import {
 import { photoTile, setViewerList } from "../lib/photos.js";
 import { replaceQuery } from "../lib/router.js";
 
-const DEFAULT_MIN = 0.95; // the server's VIEWFINDER_DUPLICATE_MIN_SCORE default
+const DEFAULT_MIN = 0.95; // as VIEWFINDER_DUPLICATE_MIN_SCORE's default
 
 /** The photo to keep: the most pixels, then the earliest (taken, else added), then the first
  * stored. */
@@ -36,7 +36,7 @@ function folderName(folder) {
 export async function render(root, ctx) {
   useStyles("views/duplicates.css");
   const min = Number(ctx.query.get("min"));
-  const threshold = min >= 0.5 && min <= 1 ? min : null;
+  const threshold = min >= 0.8 && min <= 1 ? min : null; // the slider's range
   const slider = el("input", {
     id: "duplicates-min",
     type: "range",
@@ -108,9 +108,9 @@ export async function render(root, ctx) {
     summary.className = "note";
     list.replaceChildren();
     try {
-      const min = Number(slider.value);
-      const path = threshold === null && min === DEFAULT_MIN ? "/api/v1/duplicates" : `/api/v1/duplicates?min_score=${min}`;
-      const found = await api(path, { signal });
+      // Always the slider's value: the server's own default cannot be read, and what the
+      // slider shows must be what was asked.
+      const found = await api(`/api/v1/duplicates?min_score=${slider.value}`, { signal });
       groups = await Promise.all(
         found.map(async (group) => ({
           minScore: group.min_score,

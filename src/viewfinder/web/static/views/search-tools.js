@@ -9,39 +9,6 @@ export const PAGE_SIZE = 60;
 // The search route pages by offset, up to offset + k = 10,000 (library/search.py).
 export const MAX_RESULTS = 10000;
 
-// --- which filters the server understands ---------------------------------------------------
-
-let capabilities = null;
-
-function schemaProperties(spec, path) {
-  const post = spec.paths?.[path]?.post;
-  const content = post?.requestBody?.content || {};
-  const body = content["application/json"] || content["multipart/form-data"];
-  let schema = body?.schema || {};
-  if (schema.$ref) schema = spec.components?.schemas?.[schema.$ref.split("/").pop()] || {};
-  return new Set(Object.keys(schema.properties || {}));
-}
-
-/** The search fields this server accepts, read once from its OpenAPI description: a filter the
- * server does not know would be ignored silently (pydantic drops unknown fields), so the view
- * offers only the filters each route applies. */
-export function searchCapabilities() {
-  if (!capabilities) {
-    capabilities = api("/openapi.json")
-      .then((spec) => {
-        const text = schemaProperties(spec, "/api/v1/search");
-        const image = schemaProperties(spec, "/api/v1/search/image");
-        return {
-          textCollection: text.has("collection_id"),
-          imagePeople: image.has("person_ids"),
-          imageCollection: image.has("collection_id"),
-        };
-      })
-      .catch(() => ({ textCollection: false, imagePeople: false, imageCollection: false }));
-  }
-  return capabilities;
-}
-
 // --- folders ---------------------------------------------------------------------------------
 
 /** Every folder path (with its depth and photo count, subfolders included, when known) from
@@ -132,7 +99,6 @@ export function dateRange(from, to) {
  * minScore}. Resolves the server's answer ({hits, k, offset, reason?}).
  */
 export async function searchPage(what, filters, offset, k, signal) {
-  const caps = await searchCapabilities();
   const range = dateRange(filters.from, filters.to);
   if (what.file) {
     const form = new FormData();
@@ -145,10 +111,8 @@ export async function searchPage(what, filters, offset, k, signal) {
     if (filters.minScore !== null && filters.minScore !== undefined) {
       form.append("min_score", String(filters.minScore));
     }
-    if (caps.imagePeople) for (const id of filters.people || []) form.append("person_ids", String(id));
-    if (caps.imageCollection && filters.collection) {
-      form.append("collection_id", String(filters.collection));
-    }
+    for (const id of filters.people || []) form.append("person_ids", String(id));
+    if (filters.collection) form.append("collection_id", String(filters.collection));
     return api("/api/v1/search/image", { method: "POST", form, signal });
   }
   const body = { k, offset, ...range };
@@ -157,7 +121,7 @@ export async function searchPage(what, filters, offset, k, signal) {
   if (filters.folder) body.folder = filters.folder;
   if (filters.people && filters.people.length) body.person_ids = filters.people;
   if (filters.minScore !== null && filters.minScore !== undefined) body.min_score = filters.minScore;
-  if (caps.textCollection && filters.collection) body.collection_id = filters.collection;
+  if (filters.collection) body.collection_id = filters.collection;
   return api("/api/v1/search", { method: "POST", json: body, signal });
 }
 

@@ -13,7 +13,6 @@ import {
   folderSelect,
   loadFolders,
   scoredTile,
-  searchCapabilities,
   searchPage,
 } from "./search-tools.js";
 
@@ -167,7 +166,7 @@ export async function render(root, ctx) {
         current.offset += page.hits.length;
         current.more = page.hits.length === PAGE_SIZE && current.offset + PAGE_SIZE <= MAX_RESULTS;
         setViewerList(current.ids.slice(), current.more ? loadMore : null, "Search results");
-        if (current.offset === 0) await showEmpty(page.reason, current);
+        if (current.offset === 0) await showEmpty(page, current);
         else {
           summary.textContent = `${plural(current.offset, "photo")} for ${describe(what)}${current.more ? ", more as you scroll" : ""}.`;
           summary.className = "note";
@@ -210,7 +209,10 @@ export async function render(root, ctx) {
 
   // --- empty states: nothing indexed, nothing matched the filters, nothing above the cut-off -
 
-  async function showEmpty(reason, current) {
+  /** Why nothing came back: the server's `reason` (nothing_indexed, no_match_filters,
+   * filtered_not_indexed, below_min_score...) and `message` say it; the status adds what is
+   * still waiting or paused; each case offers its way out. */
+  async function showEmpty(page, current) {
     let status = null;
     try {
       status = await api("/api/v1/status", { signal: current.controller.signal });
@@ -218,37 +220,44 @@ export async function render(root, ctx) {
       if (isAbort(error)) return;
     }
     if (current !== run) return;
-    const lines = [];
-    const actions = [];
+    const reason = page.reason || (status && status.indexed === 0 ? "nothing_indexed" : null);
     const embed = status?.processing?.find((k) => k.kind === "embed");
     const waiting = embed ? (embed.counts.pending || 0) + (embed.counts.running || 0) : 0;
-    if (status && status.indexed === 0) {
+    const lines = [];
+    const actions = [];
+    // The server's sentence starts in lower case (it is also read in logs and JSON).
+    if (page.message) lines.push(page.message.charAt(0).toUpperCase() + page.message.slice(1));
+    if (reason === "nothing_indexed" || reason === "filtered_not_indexed") {
       if (embed && embed.paused) {
-        lines.push(`Nothing is searchable yet: embedding is paused (${embed.paused_reason}).`);
-        actions.push(el("a", { href: "/jobs", "data-nav": true }, "See what is paused on the Jobs page"));
+        lines.push(`Embedding is paused: ${embed.paused_reason}`);
+        actions.push(el("a", { href: "/jobs", "data-nav": true }, "See why on the Jobs page"));
       } else if (waiting) {
-        lines.push(`Nothing is searchable yet: ${plural(waiting, "photo")} waiting to be embedded. Search again in a moment.`);
-      } else {
-        lines.push("Your library has no searchable photos yet.");
+        lines.push(`${plural(waiting, "photo")} waiting to be embedded: search again in a moment.`);
+      } else if (reason === "nothing_indexed") {
         actions.push(el("a", { href: "/", "data-nav": true }, "Upload photos on the Photos page"));
       }
-    } else {
-      if (typeof reason === "string" && reason.includes(" ")) lines.push(reason);
-      if (filtersActive(filters)) {
-        if (!lines.length) lines.push(`No photo matches ${describe(what)} with these filters.`);
-        actions.push(button("Clear the filters", () => clearFilters()));
-      }
-      if (filters.minScore !== null) {
-        if (!lines.length) lines.push(`No photo scores above the cut-off of ${filters.minScore}.`);
-        actions.push(button("Remove the cut-off", () => setFilters({ minScore: null })));
-      }
-      if (!lines.length) lines.push(`No photo matches ${describe(what)}.`);
-      if (waiting) lines.push(`${plural(waiting, "photo")} still waiting to be embedded may match later.`);
+    }
+    if (!lines.length) {
+      if (reason === "below_min_score") lines.push(`No photo reaches the cut-off of ${filters.minScore}.`);
+      else if (filtersActive(filters)) lines.push(`No photo matches ${describe(what)} with these filters.`);
+      else lines.push(`No photo matches ${describe(what)}.`);
+    }
+    // Offer the way out that fits the reason (both when the server gave none).
+    if (reason !== "nothing_indexed" && reason !== "below_min_score" && filtersActive(filters)) {
+      actions.push(button("Clear the filters", () => clearFilters()));
+    }
+    if (reason !== "nothing_indexed" && reason !== "no_match_filters" && filters.minScore !== null) {
+      actions.push(button("Remove the cut-off", () => setFilters({ minScore: null })));
     }
     summary.textContent = "No results.";
     summary.className = "note";
     empty.replaceChildren(
-      el("div", { class: "empty panel" }, ...lines.map((line) => el("p", {}, line)), actions.length ? el("p", { class: "empty-actions" }, ...actions) : null),
+      el(
+        "div",
+        { class: "empty panel" },
+        ...lines.map((line) => el("p", {}, line)),
+        actions.length ? el("p", { class: "empty-actions" }, ...actions) : null,
+      ),
     );
   }
 
@@ -292,7 +301,6 @@ export async function render(root, ctx) {
     Object.assign(filters, changes);
     min.value = filters.minScore === null ? "" : String(filters.minScore);
     replaceQuery(addressOf(what && !what.file ? what : null, filters));
-    noteUnsupported();
     start();
   }
 
@@ -320,26 +328,11 @@ export async function render(root, ctx) {
     setFilters({ minScore: value });
   });
 
-  let caps = { textCollection: false, imagePeople: false, imageCollection: false };
-
-  /** Say when a filter in the address cannot be applied by this server to this search. */
-  function noteUnsupported() {
-    const ignored = [];
-    const image = Boolean(what && what.file);
-    if (filters.collection && !(image ? caps.imageCollection : caps.textCollection)) ignored.push("collection");
-    if (image && filters.people.length && !caps.imagePeople) ignored.push("people");
-    filterNote.textContent = ignored.length
-      ? `This server cannot filter this search by ${ignored.join(" or ")} yet: those filters are not applied.`
-      : "";
-  }
-
   async function loadChoices() {
-    caps = await searchCapabilities();
-    noteUnsupported();
     const [folders, persons, collections] = await Promise.allSettled([
       loadFolders(ctx.signal),
       api("/api/v1/persons", { signal: ctx.signal }),
-      caps.textCollection ? api("/api/v1/collections", { signal: ctx.signal }) : Promise.resolve(null),
+      api("/api/v1/collections", { signal: ctx.signal }),
     ]);
     if (ctx.signal.aborted) return;
     if (folders.status === "fulfilled") {
@@ -351,7 +344,7 @@ export async function render(root, ctx) {
     }
     if (persons.status === "fulfilled") showPeople(persons.value);
     else people.replaceChildren(statusLine(`People unavailable: ${persons.reason.message}`, "error"));
-    if (collections.status === "fulfilled" && collections.value) {
+    if (collections.status === "fulfilled") {
       const select = el("select", { id: "search-collection" }, el("option", { value: "" }, "Any collection"));
       for (const c of collections.value) {
         select.append(el("option", { value: c.id, selected: c.id === filters.collection }, `${c.name} (${c.size.toLocaleString()})`));
@@ -407,7 +400,6 @@ export async function render(root, ctx) {
     input.value = "";
     // An uploaded image has no address: the address keeps the filters only.
     replaceQuery(addressOf(null, filters));
-    noteUnsupported();
     showSource();
     start();
   }
