@@ -54,40 +54,37 @@ export function personNamed(people, name) {
 
 // --- corrections ----------------------------------------------------------------------------------
 
-/** "Not this person": the face loses the person and no automatic run gives it back. Uses the
- * faces backend's reject route; where that route does not exist yet (a 404 or 405 that names no
- * face or person) the face is un-named instead, which automatic runs also respect. */
+const REJECT = "/api/v1/faces/{face_id}/reject";
+const REMOVE_FROM_GROUP = "/api/v1/faces/clusters/{cluster_id}/faces/{face_id}/remove";
+
+/** The API's routes (from its OpenAPI document, read once): the corrections below use the faces
+ * backend's newer routes where this server has them. Asking first, rather than trying and
+ * falling back on a 404, keeps the browser's console free of errors. */
+let routes = null;
+function hasRoute(path) {
+  routes ||= api("/openapi.json")
+    .then((doc) => new Set(Object.keys(doc.paths || {})))
+    .catch(() => new Set());
+  return routes.then((paths) => paths.has(path));
+}
+
+/** "Not this person": the face loses the person and no automatic run gives it back (the reject
+ * route); on a server without that route the face is un-named, which automatic runs respect too. */
 export async function notThisPerson(faceId, personId) {
-  try {
-    return await api(`/api/v1/faces/${faceId}/reject`, {
-      method: "POST",
-      json: { person_id: personId },
-    });
-  } catch (error) {
-    if (!routeMissing(error)) throw error;
+  if (await hasRoute(REJECT)) {
+    return api(`/api/v1/faces/${faceId}/reject`, { method: "POST", json: { person_id: personId } });
   }
   return api(`/api/v1/faces/${faceId}/unassign`, { method: "POST" });
 }
 
-/** Take a face out of an unnamed group (it will not be put back there); falls back to un-naming
- * the face where the route is missing. */
+/** Take a face out of an unnamed group: it is not put back there (nor given the name the group
+ * gets later); on a server without that route the face is un-named instead. */
 export async function removeFromGroup(clusterId, faceId) {
-  const path = `/api/v1/faces/clusters/${encodeURIComponent(clusterId)}/faces/${faceId}/remove`;
-  try {
-    return await api(path, { method: "POST" });
-  } catch (error) {
-    if (!routeMissing(error)) throw error;
+  if (await hasRoute(REMOVE_FROM_GROUP)) {
+    const group = encodeURIComponent(clusterId);
+    return api(`/api/v1/faces/clusters/${group}/faces/${faceId}/remove`, { method: "POST" });
   }
   return api(`/api/v1/faces/${faceId}/unassign`, { method: "POST" });
-}
-
-/** FastAPI's answer for an address it has no route for ("Not Found", "Method Not Allowed"), as
- * opposed to a 404 that names what is missing ("face 3 does not exist"). */
-function routeMissing(error) {
-  return (
-    (error.status === 404 && error.message === "Not Found") ||
-    (error.status === 405 && error.message === "Method Not Allowed")
-  );
 }
 
 // --- following the background work ------------------------------------------------------------
@@ -127,7 +124,7 @@ export function followWork(refresh, signal) {
     let busy = false;
     running = (async () => {
       try {
-        busy = facesBusy(await workStatus(signal));
+        busy = facesBusy(await api("/api/v1/status", { signal }));
       } catch (error) {
         if (isAbort(error)) return;
         console.warn("could not read the background work:", error.message);
@@ -151,18 +148,4 @@ export function followWork(refresh, signal) {
     window.removeEventListener("viewfinder:work", tick);
   });
   return tick(); // resolves once the first refresh is done
-}
-
-/** GET /api/v1/status, or (on a server without it) the embedding counts and the faces jobs. */
-async function workStatus(signal) {
-  try {
-    return await api("/api/v1/status", { signal });
-  } catch (error) {
-    if (!routeMissing(error)) throw error;
-  }
-  const [processing, jobs] = await Promise.all([
-    api("/api/v1/jobs/processing", { signal }),
-    api("/api/v1/jobs", { signal }),
-  ]);
-  return { processing: [processing], recent_jobs: jobs };
 }

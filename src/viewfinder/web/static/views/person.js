@@ -81,7 +81,7 @@ export async function render(root, ctx) {
   const title = heading(person.name);
   let coverId = await personFace(person, signal).catch(() => null);
   const big = el("div", { class: "person-face" }, faceImage(coverId));
-  const counts = el("p", { class: "note" });
+  const counts = el("span", { class: "count" });
   const hiddenTag = el("span", { class: "tag" }, "Hidden from People");
   const showCounts = () => {
     counts.textContent = plural(person.faces, "photo");
@@ -163,7 +163,12 @@ export async function render(root, ctx) {
 
   merge.form.addEventListener("submit", async (event) => {
     event.preventDefault();
-    const target = personNamed(people, merge.input.value);
+    // The names may still be loading, or someone was named since: look again before refusing.
+    let target = personNamed(people, merge.input.value);
+    if (!target) {
+      await loadNames();
+      target = personNamed(people, merge.input.value);
+    }
     if (!target || target.id === id) {
       merge.error.textContent = target
         ? "That is this person: choose someone else."
@@ -262,7 +267,7 @@ export async function render(root, ctx) {
       "div",
       { class: "view-head person-head" },
       big,
-      el("div", { class: "person-title" }, title, el("p", {}, counts, " ", hiddenTag)),
+      el("div", { class: "person-title" }, title, el("p", { class: "note" }, counts, " ", hiddenTag)),
       el("div", { class: "actions" }, renameButton, hideButton, mergeButton, deleteButton),
     ),
     rename.form,
