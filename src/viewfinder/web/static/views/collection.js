@@ -99,7 +99,7 @@ export async function render(root, ctx) {
   const addButton = button("Add selected", () => addPicked(), { class: "primary", disabled: true });
   const addForm = el(
     "form",
-    { class: "search-form", role: "search", "aria-label": "Find photos to add" },
+    { class: "search-form", role: "search", "aria-label": "Search for photos to add" },
     el("p", { class: "field grow" }, el("label", { for: "add-query" }, "Find photos to add"), addInput),
     el("button", { type: "submit" }, "Search"),
   );
