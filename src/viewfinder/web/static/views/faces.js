@@ -15,13 +15,12 @@ export function faceImage(faceId, alt = "", className = "face") {
   return el("img", { class: className, src: faceUrl(faceId), alt, loading: "lazy" });
 }
 
-/** The face a person is shown with: the one the server chose (the persons list carries it once
- * the faces backend sends one), else their first face. */
+/** The face a person is shown with: the one the server chose (`face_id`), or on a server that
+ * does not choose one, their first face. */
 const representative = new Map(); // person id -> face id, for this page's lifetime
 
 export async function personFace(person, signal) {
-  const chosen = person.face_id ?? person.representative_face_id ?? person.cover_face_id;
-  if (chosen !== undefined && chosen !== null) return chosen;
+  if ("face_id" in person) return person.face_id; // null: no face left
   if (representative.has(person.id)) return representative.get(person.id);
   const page = await api(`/api/v1/faces?person_id=${person.id}&limit=1`, { signal });
   const faceId = page.items.length ? page.items[0].id : null;
@@ -55,7 +54,7 @@ export function personNamed(people, name) {
 // --- corrections ----------------------------------------------------------------------------------
 
 const REJECT = "/api/v1/faces/{face_id}/reject";
-const REMOVE_FROM_GROUP = "/api/v1/faces/clusters/{cluster_id}/faces/{face_id}/remove";
+const REMOVE_FROM_GROUP = "/api/v1/faces/clusters/{cluster_id}/faces/{face_id}";
 
 /** The API's routes (from its OpenAPI document, read once): the corrections below use the faces
  * backend's newer routes where this server has them. Asking first, rather than trying and
@@ -82,7 +81,7 @@ export async function notThisPerson(faceId, personId) {
 export async function removeFromGroup(clusterId, faceId) {
   if (await hasRoute(REMOVE_FROM_GROUP)) {
     const group = encodeURIComponent(clusterId);
-    return api(`/api/v1/faces/clusters/${group}/faces/${faceId}/remove`, { method: "POST" });
+    return api(`/api/v1/faces/clusters/${group}/faces/${faceId}`, { method: "DELETE" });
   }
   return api(`/api/v1/faces/${faceId}/unassign`, { method: "POST" });
 }

@@ -87,7 +87,11 @@ export function openGroup(group, { namesId, signal, onName, onChange, onClose })
       list.replaceChildren(
         ...page.items.map((face, i) => {
           const label = `Face ${i + 1} of ${page.items.length}`;
-          const item = el("li", { class: "face-card" }, faceImage(face.id, label));
+          const item = el(
+            "li",
+            { class: "face-card", "data-face-id": face.id },
+            faceImage(face.id, label),
+          );
           item.append(
             button("Not in this group", () => remove(face, item, i + 1), {
               class: "small",

@@ -9,14 +9,7 @@ import { api, isAbort } from "../lib/api.js";
 import { replaceQuery } from "../lib/router.js";
 import { el, heading, notify, plural, statusLine, useStyles } from "../lib/dom.js";
 import { openGroup } from "./people-group.js";
-import {
-  faceImage,
-  fillNames,
-  followWork,
-  listPeople,
-  namesList,
-  personFace,
-} from "./faces.js";
+import { faceImage, fillNames, followWork, listPeople, namesList, personFace } from "./faces.js";
 
 const NAMES_ID = "people-names";
 
@@ -63,7 +56,11 @@ function groupCard(group, onOpen, onName) {
   const form = el(
     "form",
     { class: "name-form" },
-    el("label", { for: inputId, class: "visually-hidden" }, `Name for ${plural(group.size, "face")}`),
+    el(
+      "label",
+      { for: inputId, class: "visually-hidden" },
+      `Name for ${plural(group.size, "face")}`,
+    ),
     input,
     el("button", { type: "submit", class: "small" }, "Save"),
   );
@@ -84,7 +81,7 @@ function groupCard(group, onOpen, onName) {
   const open = el(
     "button",
     { type: "button", class: "face-button" },
-    faceImage(group.face_ids[0]),
+    faceImage(group.face_id ?? group.face_ids[0]), // the server's best face, where it says
     el(
       "span",
       { class: "count" },
@@ -170,7 +167,8 @@ export async function render(root, ctx) {
     } else if (groups.length) {
       peopleNote.textContent = "Nobody is named yet: name a group below to make it a person.";
     } else if (busy) {
-      peopleNote.textContent = "Looking for faces in your photos… people appear here as they are found.";
+      peopleNote.textContent =
+        "Looking for faces in your photos… people appear here as they are found.";
     } else {
       peopleNote.replaceChildren(
         "No people yet. ",
@@ -182,7 +180,7 @@ export async function render(root, ctx) {
 
   function showGroups() {
     const nodes = groups.map((group) => {
-      const key = group.face_ids.join(",");
+      const key = `${group.face_id}:${group.face_ids.join(",")}`;
       const known = groupNodes.get(group.cluster_id);
       if (known && known.key === key) return known.node;
       // A changed group keeps what was being typed into its name field.

@@ -120,14 +120,18 @@ export function faceStrip({ person, people, namesId, signal, onGone }) {
       class: "small",
       "aria-label": `Not them: face ${number} is not ${name}`,
     });
-    const move = button("Move", () => {
-      moving = { face, item, number };
-      moveLabel.textContent = `Move face ${number} to`;
-      moveError.textContent = "";
-      input.value = "";
-      form.hidden = false;
-      input.focus();
-    }, { class: "small move", "aria-label": `Move face ${number} to someone else` });
+    const move = button(
+      "Move",
+      () => {
+        moving = { face, item, number };
+        moveLabel.textContent = `Move face ${number} to`;
+        moveError.textContent = "";
+        input.value = "";
+        form.hidden = false;
+        input.focus();
+      },
+      { class: "small move", "aria-label": `Move face ${number} to someone else` },
+    );
     item.append(el("div", { class: "face-actions" }, not, move));
     return item;
   }
@@ -141,9 +145,12 @@ export function faceStrip({ person, people, namesId, signal, onGone }) {
 
   async function load() {
     try {
-      const page = await api(`/api/v1/faces${query({ person_id: person().id, limit: PAGE, offset: loaded })}`, {
-        signal,
-      });
+      const page = await api(
+        `/api/v1/faces${query({ person_id: person().id, limit: PAGE, offset: loaded })}`,
+        {
+          signal,
+        },
+      );
       total = page.total;
       list.append(...page.items.map((face) => faceItem(face, (numbered += 1))));
       loaded += page.items.length;
@@ -164,6 +171,7 @@ export function faceStrip({ person, people, namesId, signal, onGone }) {
     more,
     form,
   );
-  const first = () => (list.firstElementChild ? Number(list.firstElementChild.dataset.faceId) : null);
+  const first = () =>
+    list.firstElementChild ? Number(list.firstElementChild.dataset.faceId) : null;
   return { section, load, first };
 }

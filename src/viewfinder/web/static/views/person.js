@@ -72,7 +72,11 @@ export async function render(root, ctx) {
   } catch (error) {
     if (isAbort(error)) return undefined;
     if (error.status === 404) notFound(root, id, `There is no person ${id}`);
-    else root.append(heading("Person"), statusLine(`Could not load this person: ${error.message}`, "error"));
+    else
+      root.append(
+        heading("Person"),
+        statusLine(`Could not load this person: ${error.message}`, "error"),
+      );
     return undefined;
   }
 
@@ -151,14 +155,21 @@ export async function render(root, ctx) {
 
   async function toggleHidden() {
     try {
-      person = await api(`/api/v1/persons/${id}`, { method: "PATCH", json: { hidden: !person.hidden } });
+      person = await api(`/api/v1/persons/${id}`, {
+        method: "PATCH",
+        json: { hidden: !person.hidden },
+      });
     } catch (error) {
       if (!isAbort(error)) notify(`Could not change it: ${error.message}`, "error");
       return;
     }
     showHideLabel();
     showCounts();
-    notify(person.hidden ? `${person.name} is hidden from People.` : `${person.name} is shown in People.`);
+    notify(
+      person.hidden
+        ? `${person.name} is hidden from People.`
+        : `${person.name} is shown in People.`,
+    );
   }
 
   merge.form.addEventListener("submit", async (event) => {
@@ -175,7 +186,10 @@ export async function render(root, ctx) {
         : `Nobody is called "${merge.input.value.trim()}": choose one of the suggested names.`;
       return;
     }
-    if (!window.confirm(`Merge ${person.name} into ${target.name}? ${person.name} will be removed.`)) return;
+    if (
+      !window.confirm(`Merge ${person.name} into ${target.name}? ${person.name} will be removed.`)
+    )
+      return;
     try {
       await api(`/api/v1/persons/${id}/merge`, { method: "POST", json: { into: target.id } });
     } catch (error) {
@@ -267,7 +281,12 @@ export async function render(root, ctx) {
       "div",
       { class: "view-head person-head" },
       big,
-      el("div", { class: "person-title" }, title, el("p", { class: "note" }, counts, " ", hiddenTag)),
+      el(
+        "div",
+        { class: "person-title" },
+        title,
+        el("p", { class: "note" }, counts, " ", hiddenTag),
+      ),
       el("div", { class: "actions" }, renameButton, hideButton, mergeButton, deleteButton),
     ),
     rename.form,
