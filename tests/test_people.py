@@ -43,6 +43,9 @@ def client(
         tiny_models,
         face_recognizer_model=str(SHARED_MODELS / "mobilefacenet" / "mobilefacenet.onnx"),
         database_url=database_url,
+        # These tests run each clustering themselves and check its outcome: no background
+        # organise run (test_faces_organize covers those) may change faces in between.
+        face_auto_organize=False,
     )
     services = Services.build(settings, with_library=True)
     with TestClient(create_app(settings, services)) as test_client:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any, NamedTuple
 
-from sqlalchemy import delete, func, select, update
+from sqlalchemy import case, delete, func, select, update
 from sqlalchemy.orm import Session
 
 from viewfinder.db.models import Asset, Face, FaceHead, FaceRejection, Person
@@ -38,6 +38,55 @@ def persons_with_face_counts(s: Session, include_hidden: bool) -> list[tuple[Per
     if not include_hidden:
         stmt = stmt.where(Person.hidden.is_(False))
     return [(p, int(n)) for p, n in s.execute(stmt)]
+
+
+class PersonSummary(NamedTuple):
+    """A person, how many faces are theirs, and the face that shows them best (None: none)."""
+
+    person: Person
+    faces: int
+    face_id: int | None
+
+
+def representative_faces(s: Session, person_ids: list[int] | None = None) -> dict[int, int]:
+    """Person id -> the face to show for them: a face a user named before an automatic match,
+    then the best quality, then the lowest id."""
+    ranked = (
+        select(
+            Face.person_id,
+            Face.id,
+            func.row_number()
+            .over(
+                partition_by=Face.person_id,
+                order_by=(
+                    case((Face.person_source == MANUAL, 0), else_=1),
+                    Face.quality.desc(),
+                    Face.id,
+                ),
+            )
+            .label("rank"),
+        )
+        .where(Face.person_id.is_not(None))
+        .subquery()
+    )
+    stmt = select(ranked.c.person_id, ranked.c.id).where(ranked.c.rank == 1)
+    if person_ids is not None:
+        stmt = stmt.where(ranked.c.person_id.in_(person_ids))
+    return {int(person): int(face) for person, face in s.execute(stmt)}
+
+
+def summaries(s: Session, include_hidden: bool) -> list[PersonSummary]:
+    faces = representative_faces(s)
+    return [
+        PersonSummary(person, count, faces.get(person.id))
+        for person, count in persons_with_face_counts(s, include_hidden)
+    ]
+
+
+def summary(s: Session, person: Person) -> PersonSummary:
+    return PersonSummary(
+        person, face_count(s, person.id), representative_faces(s, [person.id]).get(person.id)
+    )
 
 
 def face_count(s: Session, person_id: int) -> int:
@@ -189,14 +238,15 @@ def faces_in_cluster(s: Session, cluster_id: str) -> list[Face]:
     return list(s.scalars(select(Face).where(Face.cluster_id == cluster_id)))
 
 
-def cluster_members(s: Session) -> list[tuple[str, int]]:
-    """(cluster id, face id) of every face in an unknown cluster, by cluster then face."""
+def cluster_members(s: Session) -> list[tuple[str, int, float]]:
+    """(cluster id, face id, quality) of every face in an unknown cluster, by cluster then
+    face."""
     rows = s.execute(
-        select(Face.cluster_id, Face.id)
+        select(Face.cluster_id, Face.id, Face.quality)
         .where(Face.cluster_id.is_not(None))
         .order_by(Face.cluster_id, Face.id)
     )
-    return [(str(cluster_id), int(face_id)) for cluster_id, face_id in rows]
+    return [(str(cluster_id), int(face_id), float(q)) for cluster_id, face_id, q in rows]
 
 
 class FaceState(NamedTuple):

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from sqlalchemy.orm import Session
 
 from viewfinder.db import jobs as jobs_repo
+from viewfinder.db.models import Job
 from viewfinder.settings import Settings
 
 FACES_ORGANIZE_JOB = "faces_organize"
@@ -44,3 +45,8 @@ class OrganizePolicy:
             jobs_repo.schedule_job(
                 s, FACES_ORGANIZE_JOB, {}, ORGANIZE_KEY, self.delay_s, self.max_wait_s
             )
+
+    def schedule_now(self, s: Session) -> Job:
+        """The organise job, due now (a pending one is brought forward, else one is created),
+        whether or not automatic organising is on: a user asked for it."""
+        return jobs_repo.schedule_job(s, FACES_ORGANIZE_JOB, {}, ORGANIZE_KEY, 0.0, 0.0)

@@ -8,7 +8,7 @@ head lives in ``heads``."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, NamedTuple
 
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
@@ -16,8 +16,8 @@ from sqlalchemy.orm import Session, sessionmaker
 from viewfinder.db import assets as assets_repo
 from viewfinder.db import faces as faces_repo
 from viewfinder.db import people as repo
-from viewfinder.db.models import Asset, Face, Person
-from viewfinder.db.people import MANUAL
+from viewfinder.db.models import Asset, Face, Job, Person
+from viewfinder.db.people import MANUAL, PersonSummary
 from viewfinder.errors import ConflictError, InvalidInputError, NotFoundError
 from viewfinder.faces.dual_mode import DualOptions, DualReport, cluster_dual
 from viewfinder.faces.heads import FaceHeads, TrainReport
@@ -25,6 +25,12 @@ from viewfinder.faces.organize import OrganizePolicy
 from viewfinder.settings import Settings
 
 MAX_NAME = 200
+
+
+class ClusterSummary(NamedTuple):
+    cluster_id: str
+    face_ids: list[int]
+    face_id: int  # the face to show for the cluster
 
 
 def name_key(name: str) -> str:
@@ -64,14 +70,15 @@ class PeopleService:
             person = repo.add_person(s, cleaned, name_key(cleaned))
         return person
 
-    def list_persons(self, include_hidden: bool = True) -> list[tuple[Person, int]]:
+    def list_persons(self, include_hidden: bool = True) -> list[PersonSummary]:
+        """Every person (hidden ones on request) with their face count and the face to show."""
         with self._sessions() as s:
-            return repo.persons_with_face_counts(s, include_hidden)
+            return repo.summaries(s, include_hidden)
 
-    def person(self, person_id: int) -> tuple[Person, int]:
-        """A person and how many faces are theirs."""
+    def person(self, person_id: int) -> PersonSummary:
+        """A person, how many faces are theirs, and the face to show for them."""
         with self._sessions() as s:
-            return self.get_person(s, person_id), repo.face_count(s, person_id)
+            return repo.summary(s, self.get_person(s, person_id))
 
     def get_person(self, s: Session, person_id: int) -> Person:
         person = s.get(Person, person_id)
@@ -79,9 +86,7 @@ class PeopleService:
             raise NotFoundError(f"person {person_id} does not exist")
         return person
 
-    def update_person(
-        self, person_id: int, name: str | None, hidden: bool | None
-    ) -> tuple[Person, int]:
+    def update_person(self, person_id: int, name: str | None, hidden: bool | None) -> PersonSummary:
         """Rename and/or hide; the person and their face count."""
         try:
             with self._sessions.begin() as s:
@@ -92,7 +97,7 @@ class PeopleService:
                 if hidden is not None:
                     person.hidden = hidden
                 s.flush()
-                return person, repo.face_count(s, person_id)
+                return repo.summary(s, person)
         except IntegrityError:
             raise ConflictError(f"a person named {name!r} already exists") from None
 
@@ -101,7 +106,7 @@ class PeopleService:
             repo.forget_person(s, self.get_person(s, person_id))
             self._organizing.schedule(s)
 
-    def merge(self, source_id: int, target_id: int) -> tuple[Person, int]:
+    def merge(self, source_id: int, target_id: int) -> PersonSummary:
         """Move every face of ``source`` to ``target`` and delete ``source``. Refused (409) when
         a photo holds faces of both: one photo cannot show the same person twice."""
         if source_id == target_id:
@@ -118,7 +123,7 @@ class PeopleService:
             s.delete(source)
             s.flush()
             self._organizing.schedule(s)
-            return target, repo.face_count(s, target_id)
+            return repo.summary(s, target)
 
     def person_photos(self, person_id: int, limit: int, offset: int) -> list[Asset]:
         with self._sessions() as s:
@@ -213,14 +218,22 @@ class PeopleService:
             self._organizing.schedule(s)
             return person, labelled, skipped
 
-    def clusters(self) -> list[tuple[str, list[int]]]:
-        """Unknown clusters (largest first) with their face ids."""
+    def clusters(self) -> list[ClusterSummary]:
+        """Unknown clusters (largest first) with their face ids (ascending) and the face that
+        shows them best (the highest quality)."""
         with self._sessions() as s:
             rows = repo.cluster_members(s)
         grouped: dict[str, list[int]] = {}
-        for cluster_id, face_id in rows:
+        best: dict[str, tuple[float, int]] = {}
+        for cluster_id, face_id, quality in rows:
             grouped.setdefault(cluster_id, []).append(face_id)
-        return sorted(grouped.items(), key=lambda item: (-len(item[1]), item[0]))
+            if cluster_id not in best or (-quality, face_id) < (
+                -best[cluster_id][0],
+                best[cluster_id][1],
+            ):
+                best[cluster_id] = (quality, face_id)
+        ordered = sorted(grouped.items(), key=lambda item: (-len(item[1]), item[0]))
+        return [ClusterSummary(c, faces, best[c][1]) for c, faces in ordered]
 
     # --- faces --------------------------------------------------------------------------------
 
@@ -277,6 +290,12 @@ class PeopleService:
             self._settings, incremental_above=self._settings.face_organize_full_limit
         )
         return self.cluster_dual(options)
+
+    def organize_soon(self) -> Job:
+        """Queue an organise run now, with no delay (``POST /api/v1/faces/organize`` with
+        ``queue``); it takes the place of a pending debounced one, so there is still one."""
+        with self._sessions.begin() as s:
+            return self._organizing.schedule_now(s)
 
     def schedule_organize(self) -> None:
         """Schedule (or put off) the debounced organise job, if automatic organising is on."""

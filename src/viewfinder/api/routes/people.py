@@ -44,18 +44,34 @@ class PersonOut(BaseModel):
     id: int
     name: str
     hidden: bool
-    faces: int
+    faces: int = Field(description="How many faces are this person's.")
     created_at: datetime
+    face_id: int | None = Field(
+        None,
+        description="The face to show for the person (a named one first, then the best "
+        "quality); null without faces. Its picture: GET /api/v1/faces/{face_id}/thumbnail.",
+    )
+    thumbnail_url: str | None = Field(None, description="That face's thumbnail; null without.")
 
     @classmethod
-    def of(cls, person: Person, faces: int) -> PersonOut:
+    def of(
+        cls, person: Person, faces: int, face_id: int | None = None, request: Request | None = None
+    ) -> PersonOut:
         return cls(
             id=person.id,
             name=person.name,
             hidden=person.hidden,
             faces=faces,
             created_at=person.created_at,
+            face_id=face_id,
+            thumbnail_url=_thumbnail(request, face_id),
         )
+
+
+def _thumbnail(request: Request | None, face_id: int | None) -> str | None:
+    if request is None or face_id is None:
+        return None
+    return str(request.url_for("face_thumbnail", face_id=face_id))
 
 
 class LabelIn(BaseModel):
@@ -69,8 +85,20 @@ class AssignIn(BaseModel):
 
 class ClusterOut(BaseModel):
     cluster_id: str
-    size: int
-    face_ids: list[int]
+    size: int = Field(description="How many faces the cluster holds.")
+    face_ids: list[int] = Field(description="Its faces, ascending.")
+    face_id: int = Field(description="The face to show for it (the best quality).")
+    thumbnail_url: str
+
+
+class RejectIn(BaseModel):
+    person_id: DbInt = Field(description="The person this face is not.")
+
+
+class OrganizeIn(BaseModel):
+    queue: bool = Field(
+        False, description="true: queue the organise job now (202) instead of running it."
+    )
 
 
 class DualIn(BaseModel):
@@ -91,9 +119,43 @@ class TrainIn(BaseModel):
 
 
 @router.get("/faces/clusters", response_model=list[ClusterOut])
-def clusters(lib: LibraryDep) -> list[ClusterOut]:
-    """Unknown-face clusters, largest first."""
-    return [ClusterOut(cluster_id=c, size=len(f), face_ids=f) for c, f in lib.people.clusters()]
+def clusters(request: Request, lib: LibraryDep) -> list[ClusterOut]:
+    """Unknown-face clusters, largest first: groups of faces to name."""
+    return [
+        ClusterOut(
+            cluster_id=c.cluster_id,
+            size=len(c.face_ids),
+            face_ids=c.face_ids,
+            face_id=c.face_id,
+            thumbnail_url=str(request.url_for("face_thumbnail", face_id=c.face_id)),
+        )
+        for c in lib.people.clusters()
+    ]
+
+
+@router.delete(
+    "/faces/clusters/{cluster_id}/faces/{face_id}",
+    response_model=FaceOut,
+    responses=error_responses(404),
+)
+def remove_from_cluster(
+    cluster_id: DbText, face_id: DbInt, request: Request, lib: LibraryDep
+) -> FaceOut:
+    """Take a face out of an unknown cluster: no later run puts it back there, nor gives it
+    the person the cluster is named as. 404 when the face is not in that cluster."""
+    return FaceOut.of(lib.people.remove_from_cluster(cluster_id, face_id), request)
+
+
+@router.post("/faces/organize", responses={202: QUEUED, **error_responses(400, 413)})
+def organize(body: OrganizeIn, lib: LibraryDep, response: Response) -> dict[str, Any]:
+    """Organise faces now: match them to the named people and group the rest, with the
+    configured parameters (what the background ``faces_organize`` job does after uploads and
+    corrections). 200 with the report, or with ``queue`` 202 and the job."""
+    if body.queue:
+        job = lib.people.organize_soon()
+        response.status_code = status.HTTP_202_ACCEPTED
+        return {"job_id": job.id, "job": JobOut.of(job).model_dump(mode="json")}
+    return asdict(lib.people.organize())
 
 
 @router.post("/faces/clusters/{cluster_id}/label", responses=error_responses(400, 404, 409, 413))
@@ -160,12 +222,26 @@ def unassign(face_id: DbInt, request: Request, lib: LibraryDep) -> FaceOut:
     return FaceOut.of(lib.people.unassign(face_id), request)
 
 
+@router.post(
+    "/faces/{face_id}/reject",
+    response_model=FaceOut,
+    responses=error_responses(404, 413),
+)
+def reject(face_id: DbInt, body: RejectIn, request: Request, lib: LibraryDep) -> FaceOut:
+    """Not this person: the face loses the person if it had them, and no later run gives it
+    that person again (assigning it to them by hand lifts this). It stays open to the others."""
+    return FaceOut.of(lib.people.reject(face_id, body.person_id), request)
+
+
 # --- people ---------------------------------------------------------------------------------------
 
 
 @router.get("/persons", response_model=list[PersonOut])
-def list_persons(lib: LibraryDep, include_hidden: bool = False) -> list[PersonOut]:
-    return [PersonOut.of(p, n) for p, n in lib.people.list_persons(include_hidden)]
+def list_persons(
+    request: Request, lib: LibraryDep, include_hidden: bool = False
+) -> list[PersonOut]:
+    """People with their face counts and a face to show (hidden ones with include_hidden)."""
+    return [PersonOut.of(*p, request) for p in lib.people.list_persons(include_hidden)]
 
 
 @router.post(
@@ -179,8 +255,8 @@ def create_person(body: PersonIn, lib: LibraryDep) -> PersonOut:
 
 
 @router.get("/persons/{person_id}", response_model=PersonOut, responses=error_responses(404))
-def get_person(person_id: DbInt, lib: LibraryDep) -> PersonOut:
-    return PersonOut.of(*lib.people.person(person_id))
+def get_person(person_id: DbInt, request: Request, lib: LibraryDep) -> PersonOut:
+    return PersonOut.of(*lib.people.person(person_id), request)
 
 
 @router.patch(
@@ -188,9 +264,11 @@ def get_person(person_id: DbInt, lib: LibraryDep) -> PersonOut:
     response_model=PersonOut,
     responses=error_responses(400, 404, 409, 413),
 )
-def update_person(person_id: DbInt, body: PersonPatch, lib: LibraryDep) -> PersonOut:
+def update_person(
+    person_id: DbInt, body: PersonPatch, request: Request, lib: LibraryDep
+) -> PersonOut:
     """Rename and/or hide a person."""
-    return PersonOut.of(*lib.people.update_person(person_id, body.name, body.hidden))
+    return PersonOut.of(*lib.people.update_person(person_id, body.name, body.hidden), request)
 
 
 @router.delete(
@@ -208,9 +286,10 @@ def delete_person(person_id: DbInt, lib: LibraryDep) -> Response:
     response_model=PersonOut,
     responses=error_responses(400, 404, 409, 413),
 )
-def merge(person_id: DbInt, body: MergeIn, lib: LibraryDep) -> PersonOut:
-    """Move this person's faces to ``into`` and remove this person."""
-    return PersonOut.of(*lib.people.merge(person_id, body.into))
+def merge(person_id: DbInt, body: MergeIn, request: Request, lib: LibraryDep) -> PersonOut:
+    """Move this person's faces (and their "not this person" marks) to ``into`` and remove
+    this person."""
+    return PersonOut.of(*lib.people.merge(person_id, body.into), request)
 
 
 @router.get(
