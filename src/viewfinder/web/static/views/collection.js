@@ -3,7 +3,16 @@
 // progress shows here) and read the last training report.
 
 import { api, isAbort } from "../lib/api.js";
-import { button, el, formatDateTime, heading, notify, plural, statusLine, useStyles } from "../lib/dom.js";
+import {
+  button,
+  el,
+  formatDateTime,
+  heading,
+  notify,
+  plural,
+  statusLine,
+  useStyles,
+} from "../lib/dom.js";
 import { PhotoGrid, infiniteScroll, setViewerList } from "../lib/photos.js";
 import { classifierLine } from "./collections.js";
 import { PAGE_SIZE, searchPage, selectableTile } from "./search-tools.js";
@@ -48,7 +57,11 @@ function reportList(entry) {
       ["Versions kept", entry.versions_kept],
     );
   }
-  return el("dl", { class: "report" }, ...rows.flatMap(([k, v]) => [el("dt", {}, k), el("dd", {}, String(v))]));
+  return el(
+    "dl",
+    { class: "report" },
+    ...rows.flatMap(([k, v]) => [el("dt", {}, k), el("dd", {}, String(v))]),
+  );
 }
 
 export async function render(root, ctx) {
@@ -56,7 +69,10 @@ export async function render(root, ctx) {
   const id = Number(ctx.params.id);
   const back = el("a", { href: "/collections", "data-nav": true }, "All collections");
   if (!Number.isInteger(id) || id < 1) {
-    root.append(heading("No such collection"), el("p", { class: "note" }, `“${ctx.params.id}” is not a collection number. `, back));
+    root.append(
+      heading("No such collection"),
+      el("p", { class: "note" }, `“${ctx.params.id}” is not a collection number. `, back),
+    );
     return undefined;
   }
   let collection;
@@ -79,28 +95,51 @@ export async function render(root, ctx) {
     sizeLine.textContent = `${plural(collection.size, "photo")} · ${classifierLine(collection.classifier)}`;
   };
   showSize();
-  const addToggle = button("Add photos", () => toggleAdd(), { "aria-expanded": "false", "aria-controls": "add-panel" });
+  const addToggle = button("Add photos", () => toggleAdd(), {
+    "aria-expanded": "false",
+    "aria-controls": "add-panel",
+  });
   root.append(
     el("p", { class: "note" }, back),
-    el("div", { class: "view-head collection-head" }, heading(collection.name), el("div", { class: "actions" }, addToggle)),
+    el(
+      "div",
+      { class: "view-head collection-head" },
+      heading(collection.name),
+      el("div", { class: "actions" }, addToggle),
+    ),
     sizeLine,
   );
   if (collection.description) root.append(el("p", {}, collection.description));
 
   // --- add photos: a search inside the page -------------------------------------------------
 
-  const addInput = el("input", { id: "add-query", type: "search", maxlength: "1000", autocomplete: "off" });
+  const addInput = el("input", {
+    id: "add-query",
+    type: "search",
+    maxlength: "1000",
+    autocomplete: "off",
+  });
   const addStatus = statusLine("");
   const picked = new Selection(() => {
     addButton.disabled = picked.ids.size === 0;
-    addButton.textContent = picked.ids.size ? `Add ${plural(picked.ids.size, "photo")}` : "Add selected";
+    addButton.textContent = picked.ids.size
+      ? `Add ${plural(picked.ids.size, "photo")}`
+      : "Add selected";
   });
-  const addGrid = new PhotoGrid({ label: "Photos to add", tile: (a) => selectableTile(a, (x, on) => picked.toggle(x, on)) });
+  const addGrid = new PhotoGrid({
+    label: "Photos to add",
+    tile: (a) => selectableTile(a, (x, on) => picked.toggle(x, on)),
+  });
   const addButton = button("Add selected", () => addPicked(), { class: "primary", disabled: true });
   const addForm = el(
     "form",
     { class: "search-form", role: "search", "aria-label": "Search for photos to add" },
-    el("p", { class: "field grow" }, el("label", { for: "add-query" }, "Find photos to add"), addInput),
+    el(
+      "p",
+      { class: "field grow" },
+      el("label", { for: "add-query" }, "Find photos to add"),
+      addInput,
+    ),
     el("button", { type: "submit" }, "Search"),
   );
   const addPanel = el(
@@ -110,7 +149,12 @@ export async function render(root, ctx) {
     addForm,
     addStatus,
     el("div", { class: "results" }, addGrid.element),
-    el("p", { class: "collection-actions" }, addButton, button("Done", () => toggleAdd(false))),
+    el(
+      "p",
+      { class: "collection-actions" },
+      addButton,
+      button("Done", () => toggleAdd(false)),
+    ),
   );
 
   function toggleAdd(open = addPanel.hidden) {
@@ -145,8 +189,14 @@ export async function render(root, ctx) {
     const ids = [...picked.ids];
     addButton.disabled = true;
     try {
-      const result = await api(`/api/v1/collections/${id}/assets`, { method: "POST", json: { asset_ids: ids }, signal: ctx.signal });
-      notify(`Added ${plural(result.added, "photo")}${result.added < ids.length ? " (the others were in it already)" : ""}.`);
+      const result = await api(`/api/v1/collections/${id}/assets`, {
+        method: "POST",
+        json: { asset_ids: ids },
+        signal: ctx.signal,
+      });
+      notify(
+        `Added ${plural(result.added, "photo")}${result.added < ids.length ? " (the others were in it already)" : ""}.`,
+      );
       collection.size = result.size;
       showSize();
       picked.clear(addGrid.element);
@@ -163,7 +213,10 @@ export async function render(root, ctx) {
     bar.hidden = chosen.ids.size === 0;
     barText.textContent = `${plural(chosen.ids.size, "photo")} selected`;
   });
-  const members = new PhotoGrid({ label: `Photos in ${collection.name}`, tile: (a) => selectableTile(a, (x, on) => chosen.toggle(x, on)) });
+  const members = new PhotoGrid({
+    label: `Photos in ${collection.name}`,
+    tile: (a) => selectableTile(a, (x, on) => chosen.toggle(x, on)),
+  });
   const membersStatus = statusLine("");
   const sentinel = el("div", { class: "sentinel" });
   const barText = el("span", {});
@@ -188,7 +241,10 @@ export async function render(root, ctx) {
     const ids = [];
     const more = async () => {
       try {
-        const page = await api(`/api/v1/collections/${id}/assets?limit=${MEMBERS_PAGE}&offset=${offset}`, { signal });
+        const page = await api(
+          `/api/v1/collections/${id}/assets?limit=${MEMBERS_PAGE}&offset=${offset}`,
+          { signal },
+        );
         members.add(page);
         offset += page.length;
         for (const asset of page) ids.push(asset.id);
@@ -211,16 +267,27 @@ export async function render(root, ctx) {
 
   async function removeChosen() {
     const ids = [...chosen.ids];
-    if (!window.confirm(`Remove ${plural(ids.length, "photo")} from ${collection.name}? They stay in your library.`)) return;
+    if (
+      !window.confirm(
+        `Remove ${plural(ids.length, "photo")} from ${collection.name}? They stay in your library.`,
+      )
+    )
+      return;
     try {
-      const result = await api(`/api/v1/collections/${id}/assets/remove`, { method: "POST", json: { asset_ids: ids }, signal: ctx.signal });
+      const result = await api(`/api/v1/collections/${id}/assets/remove`, {
+        method: "POST",
+        json: { asset_ids: ids },
+        signal: ctx.signal,
+      });
       for (const assetId of ids) members.remove(assetId);
       chosen.clear(members.element);
       collection.size = result.size;
       showSize();
       notify(`Removed ${plural(result.removed, "photo")} from ${collection.name}.`);
       root.querySelector(".view-title").focus();
-      if (!members.assets.length) membersStatus.textContent = "No photos in this collection yet. Use “Add photos” to find some and add them.";
+      if (!members.assets.length)
+        membersStatus.textContent =
+          "No photos in this collection yet. Use “Add photos” to find some and add them.";
     } catch (error) {
       if (!isAbort(error)) notify(`Could not remove the photos: ${error.message}`, "error");
     }
@@ -235,7 +302,12 @@ export async function render(root, ctx) {
   const training = el(
     "section",
     { class: "panel training", "aria-labelledby": "training-title" },
-    el("div", { class: "section-head" }, el("h2", { id: "training-title" }, "Classifier"), trainButton),
+    el(
+      "div",
+      { class: "section-head" },
+      el("h2", { id: "training-title" }, "Classifier"),
+      trainButton,
+    ),
     el(
       "p",
       { class: "note" },
@@ -252,7 +324,10 @@ export async function render(root, ctx) {
       report.replaceChildren(el("p", { class: "note" }, "Not trained yet."));
       return;
     }
-    report.replaceChildren(el("p", { class: "note" }, `Last training: ${formatDateTime(when)}`), reportList(entry));
+    report.replaceChildren(
+      el("p", { class: "note" }, `Last training: ${formatDateTime(when)}`),
+      reportList(entry),
+    );
   }
 
   async function loadReport() {
@@ -263,11 +338,17 @@ export async function render(root, ctx) {
     }
     try {
       const last = await api("/api/v1/classifiers/report", { signal: ctx.signal });
-      showReport((last.collections || []).find((c) => c.collection_id === id), last.trained_at);
+      showReport(
+        (last.collections || []).find((c) => c.collection_id === id),
+        last.trained_at,
+      );
     } catch (error) {
       if (isAbort(error)) return;
       if (error.status === 404) showReport(null);
-      else report.replaceChildren(statusLine(`The training report is unavailable: ${error.message}`, "error"));
+      else
+        report.replaceChildren(
+          statusLine(`The training report is unavailable: ${error.message}`, "error"),
+        );
     }
   }
 
@@ -276,7 +357,11 @@ export async function render(root, ctx) {
     trainStatus.textContent = "Starting…";
     trainStatus.className = "note";
     try {
-      let job = await api("/api/v1/classifiers/train", { method: "POST", json: { collection_ids: [id], queue: true }, signal: ctx.signal });
+      let job = await api("/api/v1/classifiers/train", {
+        method: "POST",
+        json: { collection_ids: [id], queue: true },
+        signal: ctx.signal,
+      });
       window.dispatchEvent(new Event("viewfinder:work"));
       progress.hidden = false;
       progress.removeAttribute("value"); // indeterminate until the job counts
@@ -293,7 +378,8 @@ export async function render(root, ctx) {
         trainStatus.className = "note error";
       } else {
         const entry = (job.result?.collections || []).find((c) => c.collection_id === id);
-        trainStatus.textContent = entry && entry.skipped ? `Not trained: ${entry.skipped}` : "Trained.";
+        trainStatus.textContent =
+          entry && entry.skipped ? `Not trained: ${entry.skipped}` : "Trained.";
         trainStatus.className = entry && entry.skipped ? "note error" : "note ok";
         collection = await api(`/api/v1/collections/${id}`, { signal: ctx.signal });
         showSize();

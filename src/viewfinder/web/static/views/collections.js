@@ -13,7 +13,13 @@ export function classifierLine(classifier) {
 
 function card(collection, onDelete, signal) {
   const href = `/collections/${collection.id}`;
-  const cover = el("a", { class: "collection-cover", href, "data-nav": true, tabindex: "-1", "aria-hidden": "true" });
+  const cover = el("a", {
+    class: "collection-cover",
+    href,
+    "data-nav": true,
+    tabindex: "-1",
+    "aria-hidden": "true",
+  });
   // The cover is the first member's thumbnail (an empty collection keeps the plain tile).
   if (collection.size === 0) cover.append(el("span", { class: "note" }, "No photos yet"));
   else {
@@ -39,7 +45,9 @@ function card(collection, onDelete, signal) {
       el("h2", {}, el("a", { href, "data-nav": true }, collection.name)),
       el("p", { class: "note" }, plural(collection.size, "photo")),
       el("p", { class: "note" }, classifierLine(collection.classifier)),
-      collection.description ? el("p", { class: "collection-description" }, collection.description) : null,
+      collection.description
+        ? el("p", { class: "collection-description" }, collection.description)
+        : null,
       el("p", { class: "collection-actions" }, remove),
     ),
   );
@@ -47,8 +55,19 @@ function card(collection, onDelete, signal) {
 
 export async function render(root, ctx) {
   useStyles("views/collections.css");
-  const name = el("input", { id: "collection-name", type: "text", required: true, maxlength: "200", autocomplete: "off" });
-  const description = el("input", { id: "collection-description", type: "text", maxlength: "4000", autocomplete: "off" });
+  const name = el("input", {
+    id: "collection-name",
+    type: "text",
+    required: true,
+    maxlength: "200",
+    autocomplete: "off",
+  });
+  const description = el("input", {
+    id: "collection-description",
+    type: "text",
+    maxlength: "4000",
+    autocomplete: "off",
+  });
   const formError = el("p", { class: "note error", role: "alert" });
   const form = el(
     "form",
@@ -58,7 +77,12 @@ export async function render(root, ctx) {
       "div",
       { class: "search-form" },
       el("p", { class: "field grow" }, el("label", { for: "collection-name" }, "Name"), name),
-      el("p", { class: "field grow" }, el("label", { for: "collection-description" }, "Description (optional)"), description),
+      el(
+        "p",
+        { class: "field grow" },
+        el("label", { for: "collection-description" }, "Description (optional)"),
+        description,
+      ),
       el("button", { type: "submit", class: "primary" }, "Create"),
     ),
     formError,
@@ -67,7 +91,11 @@ export async function render(root, ctx) {
   const list = el("ul", { class: "collection-list", "aria-label": "Collections" });
   root.append(
     heading("Collections"),
-    el("p", { class: "note" }, "Named sets of photos. A collection's photos teach its classifier what to find."),
+    el(
+      "p",
+      { class: "note" },
+      "Named sets of photos. A collection's photos teach its classifier what to find.",
+    ),
     form,
     summary,
     list,

@@ -45,7 +45,11 @@ export async function render(root, ctx) {
     step: "0.005",
     value: String(threshold ?? DEFAULT_MIN),
   });
-  const shown = el("output", { for: "duplicates-min", class: "threshold" }, (threshold ?? DEFAULT_MIN).toFixed(3));
+  const shown = el(
+    "output",
+    { for: "duplicates-min", class: "threshold" },
+    (threshold ?? DEFAULT_MIN).toFixed(3),
+  );
   const summary = statusLine("Looking for near-duplicates…");
   const list = el("div", { class: "duplicate-groups" });
   root.append(
@@ -70,7 +74,11 @@ export async function render(root, ctx) {
   let load = null;
 
   function registerViewerList() {
-    setViewerList(groups.flatMap((g) => g.assets.map((a) => a.id)), null, "Duplicates");
+    setViewerList(
+      groups.flatMap((g) => g.assets.map((a) => a.id)),
+      null,
+      "Duplicates",
+    );
   }
 
   function updateSummary() {
@@ -87,15 +95,22 @@ export async function render(root, ctx) {
       const status = await api("/api/v1/status", { signal });
       const embed = status.processing?.find((k) => k.kind === "embed");
       const waiting = embed ? (embed.counts.pending || 0) + (embed.counts.running || 0) : 0;
-      if (status.indexed === 0 && !waiting) text = "No photos are indexed yet: upload photos on the Photos page, and duplicates among them show here.";
-      else if (waiting) text += ` ${plural(waiting, "photo")} still waiting to be embedded are not compared yet.`;
+      if (status.indexed === 0 && !waiting)
+        text =
+          "No photos are indexed yet: upload photos on the Photos page, and duplicates among them show here.";
+      else if (waiting)
+        text += ` ${plural(waiting, "photo")} still waiting to be embedded are not compared yet.`;
     } catch (error) {
       if (isAbort(error)) return;
     }
     summary.textContent = text;
     summary.className = "note";
     list.replaceChildren(
-      el("p", { class: "empty" }, "Nothing to review. Lower the similarity above to find looser matches."),
+      el(
+        "p",
+        { class: "empty" },
+        "Nothing to review. Lower the similarity above to find looser matches.",
+      ),
     );
   }
 
@@ -114,7 +129,9 @@ export async function render(root, ctx) {
       groups = await Promise.all(
         found.map(async (group) => ({
           minScore: group.min_score,
-          assets: await Promise.all(group.asset_ids.map((id) => api(`/api/v1/assets/${id}`, { signal }))),
+          assets: await Promise.all(
+            group.asset_ids.map((id) => api(`/api/v1/assets/${id}`, { signal })),
+          ),
         })),
       );
       registerViewerList();
@@ -153,10 +170,15 @@ export async function render(root, ctx) {
     if (group.assets.length < 2) {
       groups.splice(index, 1);
       // Focus moves on to the next group (or the title): never lost with the removed section.
-      const next = section.nextElementSibling?.querySelector("h2") || root.querySelector(".view-title");
+      const next =
+        section.nextElementSibling?.querySelector("h2") || root.querySelector(".view-title");
       section.remove();
       next.focus();
-      notify(group.assets.length ? `Kept ${group.assets[0].original_filename}; the group is resolved.` : "Group resolved.");
+      notify(
+        group.assets.length
+          ? `Kept ${group.assets[0].original_filename}; the group is resolved.`
+          : "Group resolved.",
+      );
       if (!groups.length) showEmpty(ctx.signal);
     } else {
       const fresh = groupSection(group, index);
@@ -183,11 +205,20 @@ export async function render(root, ctx) {
             others,
             `Keep ${asset.original_filename} and delete ${plural(others.length, "other photo")}? This cannot be undone.`,
           ),
-        { class: isKeeper ? "primary small" : "small", "aria-label": `Keep ${asset.original_filename}, delete the others` },
+        {
+          class: isKeeper ? "primary small" : "small",
+          "aria-label": `Keep ${asset.original_filename}, delete the others`,
+        },
       );
       const del = button(
         "Delete",
-        () => remove(group, section, [asset], `Delete ${asset.original_filename}? This cannot be undone.`),
+        () =>
+          remove(
+            group,
+            section,
+            [asset],
+            `Delete ${asset.original_filename}? This cannot be undone.`,
+          ),
         { class: "danger small", "aria-label": `Delete ${asset.original_filename}` },
       );
       return el(

@@ -72,7 +72,11 @@ export function folderSelect(id, folders, selected = "") {
     const indent = "\u2003".repeat(folder.depth);
     const count = folder.count === null ? "" : ` (${folder.count.toLocaleString()})`;
     select.append(
-      el("option", { value: folder.path, selected: folder.path === selected }, `${indent}${name}${count}`),
+      el(
+        "option",
+        { value: folder.path, selected: folder.path === selected },
+        `${indent}${name}${count}`,
+      ),
     );
   }
   return select;
@@ -120,7 +124,8 @@ export async function searchPage(what, filters, offset, k, signal) {
   else body.asset_id = what.assetId;
   if (filters.folder) body.folder = filters.folder;
   if (filters.people && filters.people.length) body.person_ids = filters.people;
-  if (filters.minScore !== null && filters.minScore !== undefined) body.min_score = filters.minScore;
+  if (filters.minScore !== null && filters.minScore !== undefined)
+    body.min_score = filters.minScore;
   if (filters.collection) body.collection_id = filters.collection;
   return api("/api/v1/search", { method: "POST", json: body, signal });
 }

@@ -92,14 +92,23 @@ export async function render(root, ctx) {
     { class: "search-form search-box", role: "search", "aria-label": "Search photos" },
     el("p", { class: "field grow" }, el("label", { for: "search-q" }, "Describe a photo"), input),
     el("button", { type: "submit", class: "primary" }, "Search"),
-    el("span", {}, fileInput, el("label", { for: "search-file", class: "button" }, "Search by image…")),
+    el(
+      "span",
+      {},
+      fileInput,
+      el("label", { for: "search-file", class: "button" }, "Search by image…"),
+    ),
     el("p", { class: "note drop-hint" }, "or drop an image here"),
   );
 
   // --- filters ------------------------------------------------------------------------------
 
   const folderField = el("p", { class: "field" }, el("label", { for: "search-folder" }, "Folder"));
-  const folderHolder = el("select", { id: "search-folder", disabled: true }, el("option", {}, "Loading folders…"));
+  const folderHolder = el(
+    "select",
+    { id: "search-folder", disabled: true },
+    el("option", {}, "Loading folders…"),
+  );
   folderField.append(folderHolder);
   const from = el("input", { id: "search-from", type: "date", value: filters.from });
   const to = el("input", { id: "search-to", type: "date", value: filters.to });
@@ -134,7 +143,12 @@ export async function render(root, ctx) {
       el("p", { class: "field" }, el("label", { for: "search-from" }, "Taken from"), from),
       el("p", { class: "field" }, el("label", { for: "search-to" }, "Taken until"), to),
       collectionField,
-      el("p", { class: "field narrow-field" }, el("label", { for: "search-min" }, "Minimum similarity"), min),
+      el(
+        "p",
+        { class: "field narrow-field" },
+        el("label", { for: "search-min" }, "Minimum similarity"),
+        min,
+      ),
       clear,
     ),
     peopleSet,
@@ -158,7 +172,13 @@ export async function render(root, ctx) {
     if (current.loading) return current.loading;
     current.loading = (async () => {
       try {
-        const page = await searchPage(what, filters, current.offset, PAGE_SIZE, current.controller.signal);
+        const page = await searchPage(
+          what,
+          filters,
+          current.offset,
+          PAGE_SIZE,
+          current.controller.signal,
+        );
         if (current !== run) return false;
         // The grid lays out assets (their sizes); each carries its hit's score for its tile.
         grid.add(page.hits.map((hit) => ({ ...hit.asset, score: hit.score })));
@@ -238,15 +258,21 @@ export async function render(root, ctx) {
       }
     }
     if (!lines.length) {
-      if (reason === "below_min_score") lines.push(`No photo reaches the cut-off of ${filters.minScore}.`);
-      else if (filtersActive(filters)) lines.push(`No photo matches ${describe(what)} with these filters.`);
+      if (reason === "below_min_score")
+        lines.push(`No photo reaches the cut-off of ${filters.minScore}.`);
+      else if (filtersActive(filters))
+        lines.push(`No photo matches ${describe(what)} with these filters.`);
       else lines.push(`No photo matches ${describe(what)}.`);
     }
     // Offer the way out that fits the reason (both when the server gave none).
     if (reason !== "nothing_indexed" && reason !== "below_min_score" && filtersActive(filters)) {
       actions.push(button("Clear the filters", () => clearFilters()));
     }
-    if (reason !== "nothing_indexed" && reason !== "no_match_filters" && filters.minScore !== null) {
+    if (
+      reason !== "nothing_indexed" &&
+      reason !== "no_match_filters" &&
+      filters.minScore !== null
+    ) {
       actions.push(button("Remove the cut-off", () => setFilters({ minScore: null })));
     }
     summary.textContent = "No results.";
@@ -278,7 +304,10 @@ export async function render(root, ctx) {
       );
     } else if (what && what.assetId !== undefined) {
       const line = el("p", {}, "Photos similar to photo ", el("strong", {}, `#${what.assetId}`));
-      source.append(line, button("Clear", () => navigate(`/search?${addressOf(null, filters)}`)));
+      source.append(
+        line,
+        button("Clear", () => navigate(`/search?${addressOf(null, filters)}`)),
+      );
       try {
         const asset = await api(`/api/v1/assets/${what.assetId}`, { signal: ctx.signal });
         line.replaceChildren("Photos similar to ", el("strong", {}, asset.original_filename));
@@ -286,7 +315,11 @@ export async function render(root, ctx) {
           el(
             "a",
             { href: `/photos/${asset.id}`, "data-nav": true, class: "source-link" },
-            el("img", { class: "source-thumb", src: asset.thumbnail_url, alt: `Open ${asset.original_filename}` }),
+            el("img", {
+              class: "source-thumb",
+              src: asset.thumbnail_url,
+              alt: `Open ${asset.original_filename}`,
+            }),
           ),
         );
       } catch (error) {
@@ -340,17 +373,35 @@ export async function render(root, ctx) {
       select.addEventListener("change", () => setFilters({ folder: select.value }));
       folderHolder.replaceWith(select);
     } else {
-      folderHolder.replaceWith(el("p", { class: "note error" }, `Folders unavailable: ${folders.reason.message}`));
+      folderHolder.replaceWith(
+        el("p", { class: "note error" }, `Folders unavailable: ${folders.reason.message}`),
+      );
     }
     if (persons.status === "fulfilled") showPeople(persons.value);
-    else people.replaceChildren(statusLine(`People unavailable: ${persons.reason.message}`, "error"));
+    else
+      people.replaceChildren(statusLine(`People unavailable: ${persons.reason.message}`, "error"));
     if (collections.status === "fulfilled") {
-      const select = el("select", { id: "search-collection" }, el("option", { value: "" }, "Any collection"));
+      const select = el(
+        "select",
+        { id: "search-collection" },
+        el("option", { value: "" }, "Any collection"),
+      );
       for (const c of collections.value) {
-        select.append(el("option", { value: c.id, selected: c.id === filters.collection }, `${c.name} (${c.size.toLocaleString()})`));
+        select.append(
+          el(
+            "option",
+            { value: c.id, selected: c.id === filters.collection },
+            `${c.name} (${c.size.toLocaleString()})`,
+          ),
+        );
       }
-      select.addEventListener("change", () => setFilters({ collection: positiveInt(select.value) }));
-      collectionField.replaceChildren(el("label", { for: "search-collection" }, "Collection"), select);
+      select.addEventListener("change", () =>
+        setFilters({ collection: positiveInt(select.value) }),
+      );
+      collectionField.replaceChildren(
+        el("label", { for: "search-collection" }, "Collection"),
+        select,
+      );
       collectionField.hidden = false;
     }
   }
@@ -359,7 +410,13 @@ export async function render(root, ctx) {
     const named = persons.filter((p) => !p.hidden);
     if (!named.length) {
       people.replaceChildren(
-        el("p", { class: "note" }, "No named people yet: ", el("a", { href: "/people", "data-nav": true }, "name faces on the People page"), " to search by them."),
+        el(
+          "p",
+          { class: "note" },
+          "No named people yet: ",
+          el("a", { href: "/people", "data-nav": true }, "name faces on the People page"),
+          " to search by them.",
+        ),
       );
       return;
     }
@@ -367,7 +424,12 @@ export async function render(root, ctx) {
     people.replaceChildren(
       ...named.map((person) => {
         const id = `search-person-${person.id}`;
-        const box = el("input", { type: "checkbox", id, value: person.id, checked: chosen.has(person.id) });
+        const box = el("input", {
+          type: "checkbox",
+          id,
+          value: person.id,
+          checked: chosen.has(person.id),
+        });
         box.addEventListener("change", () => {
           const ids = [...people.querySelectorAll("input:checked")].map((b) => Number(b.value));
           setFilters({ people: ids });
