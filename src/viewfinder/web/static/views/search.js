@@ -132,10 +132,16 @@ export async function render(root, ctx) {
   );
   const filterNote = el("p", { class: "note", role: "status" });
   const clear = button("Clear filters", () => clearFilters());
+  // A disclosure: open on wide screens; on a phone closed unless a filter is set, so the results
+  // come first.
+  const filterCount = el("span", { class: "filter-count" });
   const filterPanel = el(
-    "section",
-    { class: "panel search-filters", "aria-labelledby": "search-filters-title" },
-    el("h2", { id: "search-filters-title" }, "Filters"),
+    "details",
+    {
+      class: "panel search-filters",
+      open: window.matchMedia("(min-width: 700px)").matches || filtersActive(filters),
+    },
+    el("summary", {}, el("h2", {}, "Filters", filterCount)),
     el(
       "div",
       { class: "filter-row" },
@@ -330,8 +336,21 @@ export async function render(root, ctx) {
 
   // --- filters: the address follows them; a running search starts again -------------------
 
+  function countFilters() {
+    const n =
+      [
+        filters.folder,
+        filters.from,
+        filters.to,
+        filters.collection,
+        filters.minScore !== null,
+      ].filter(Boolean).length + filters.people.length;
+    filterCount.textContent = n ? ` (${n} set)` : "";
+  }
+
   function setFilters(changes) {
     Object.assign(filters, changes);
+    countFilters();
     min.value = filters.minScore === null ? "" : String(filters.minScore);
     replaceQuery(addressOf(what && !what.file ? what : null, filters));
     start();
@@ -484,6 +503,7 @@ export async function render(root, ctx) {
     searchByImage(event.dataTransfer.files[0]);
   });
 
+  countFilters();
   showSource();
   start();
   loadChoices().catch((error) => {
