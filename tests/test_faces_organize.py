@@ -384,3 +384,73 @@ def test_merging_and_attaching_keep_one_face_per_photo_and_kept_out_faces() -> N
     assert attach_to_clusters(faces, photo_ids, clusters, [5], 0.5, {5: {"clu_x"}}) == {}
     photo_ids[5] = "a"  # a second face of photo a: never in the same cluster as the first
     assert attach_to_clusters(faces, photo_ids, clusters, [5], 0.5) == {}
+
+
+# --- incremental organising, on the database ------------------------------------------------------
+
+
+def _store_faces(sessions: sessionmaker[Session], vectors: list[np.ndarray]) -> list[int]:
+    """One asset per face (one face per photo), stored as the faces indexer stores them."""
+    from tests.test_db import add_assets
+    from viewfinder.db import faces as faces_repo
+    from viewfinder.db.faces import NewFace
+
+    asset_ids = add_assets(sessions, len(vectors), ())
+    ids = []
+    with sessions.begin() as s:
+        for asset_id, vector in zip(asset_ids, vectors, strict=True):
+            face = NewFace(
+                box=(0.0, 0.0, 100.0, 100.0),
+                landmarks=((30.0, 40.0), (70.0, 40.0), (50.0, 60.0), (35.0, 80.0), (65.0, 80.0)),
+                detection_score=0.99,
+                quality=0.9,
+                clusterable=True,
+                embedding=np.asarray(vector, dtype=np.float32),
+                thumbnail=b"jpeg",
+            )
+            ids.extend(f.id for f in faces_repo.add_faces(s, asset_id, [face]))
+    return ids
+
+
+def test_incremental_organising_keeps_clusters_and_attaches_new_faces(
+    sessions: sessionmaker[Session],
+) -> None:
+    from viewfinder.db import people as people_repo
+    from viewfinder.faces.dual_mode import DualOptions, cluster_dual
+
+    rng = np.random.default_rng(3)
+    centres = [_unit(rng.normal(size=64)) for _ in range(2)]
+
+    def faces_of(person: int, count: int) -> list[np.ndarray]:
+        return [_unit(centres[person] + 0.4 * _unit(rng.normal(size=64))) for _ in range(count)]
+
+    def space(raw: np.ndarray) -> tuple[np.ndarray, str | None]:
+        return raw, None
+
+    first = _store_faces(sessions, faces_of(0, 5) + faces_of(1, 5))
+    full = DualOptions(0.5, "hdbscan", 3)
+    assert cluster_dual(sessions, space, full).unknown_clusters == 2
+    with sessions() as s:
+        before = {f: st.cluster_id for f, st in people_repo.face_states(s).items()}
+    assert len({before[f] for f in first[:5]}) == 1
+    assert before[first[0]] != before[first[5]]
+    # A face of person 0 taken out of its cluster must stay out.
+    with sessions.begin() as s:
+        people_repo.reject_cluster(s, first[4], str(before[first[4]]))
+    new = _store_faces(sessions, faces_of(0, 2) + faces_of(1, 1))
+    # Above the limit (3 unknown faces): incremental, the clusters stay as they were.
+    incremental = DualOptions(0.5, "hdbscan", 3, incremental_above=3)
+    report = cluster_dual(sessions, space, incremental)
+    with sessions() as s:
+        after = {f: st.cluster_id for f, st in people_repo.face_states(s).items()}
+    assert all(after[f] == before[f] for f in first if f != first[4])
+    assert after[first[4]] != before[first[4]]
+    assert after[new[0]] == after[new[1]] == before[first[0]]
+    assert after[new[2]] == before[first[5]]
+    assert report.unknown_clusters == 2
+    # A full run agrees, and still keeps the face out.
+    cluster_dual(sessions, space, full)
+    with sessions() as s:
+        again = {f: st.cluster_id for f, st in people_repo.face_states(s).items()}
+    assert again[first[4]] != before[first[4]]
+    assert again[new[0]] == before[first[0]]
