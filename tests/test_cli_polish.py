@@ -27,6 +27,7 @@ from viewfinder.cli.main import app
 from viewfinder.cli.progress import Progress, duration
 from viewfinder.container import Services
 from viewfinder.db import faces as face_repo
+from viewfinder.imaging.sniff import is_not_an_image
 from viewfinder.library.ingest import NOT_AN_IMAGE
 
 PHOTOS = SHARED_DATA / "faces_face_recognition"
@@ -346,3 +347,20 @@ def test_progress_grows_its_total_and_marks_an_interruption() -> None:
 )
 def test_durations_read_as_clock_times(seconds: float, text: str) -> None:
     assert duration(seconds) == text
+
+
+@pytest.mark.parametrize("fmt", ["JPEG", "PNG", "GIF", "WEBP", "BMP", "TIFF", "ICO", "PPM", "AVIF"])
+def test_every_accepted_format_passes_the_sniff_whatever_its_name(tmp_path: Path, fmt: str) -> None:
+    """A photo saved without its name ending is never taken for a non-image: each format
+    ``decode_image`` accepts, encoded by Pillow, passes ``is_not_an_image``."""
+    path = tmp_path / "no_ending"
+    try:
+        Image.new("RGB", (16, 16), (1, 2, 3)).save(path, fmt)
+    except (KeyError, OSError) as exc:  # a Pillow built without that encoder
+        pytest.skip(f"Pillow cannot write {fmt}: {exc}")
+    assert not is_not_an_image(path)
+    for prose in ("P6 is not enough: this is prose", "BMW service history, 2019-2024"):
+        text = tmp_path / "notes"
+        text.write_text(prose)  # starts like a Netpbm or a BMP signature, and is neither
+        assert is_not_an_image(text), prose
+    assert not is_not_an_image(tmp_path / "missing.bin")  # the read reports it, not the sniff

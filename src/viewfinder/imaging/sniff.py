@@ -9,6 +9,7 @@ not an image and is never decoded. It is deliberately lenient (a signature says 
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Final
 
@@ -27,13 +28,15 @@ _PREFIXES: Final = (
     b"\x89PNG\r\n\x1a\n",
     b"GIF87a",
     b"GIF89a",
-    b"BM",  # BMP
     b"II*\x00",  # TIFF, little-endian
     b"MM\x00*",  # TIFF, big-endian
     b"II+\x00",  # BigTIFF
     b"MM\x00+",
     b"\x00\x00\x01\x00",  # ICO
 )
+
+_BMP_HEADER_SIZES: Final = frozenset({12, 16, 40, 52, 56, 64, 108, 124})
+_NETPBM: Final = re.compile(rb"P[1-6]\s+(?:#[^\n]*\n\s*)*\d|P7\s+(?:#[^\n]*\n\s*)*[A-Z]")
 
 
 def looks_like_image(head: bytes) -> bool:
@@ -43,10 +46,12 @@ def looks_like_image(head: bytes) -> bool:
         return True
     if head[:4] == b"RIFF" and head[8:12] == b"WEBP":
         return True
+    if head[:2] == b"BM" and len(head) >= 18:  # BMP: then a known DIB header size at 14
+        return int.from_bytes(head[14:18], "little") in _BMP_HEADER_SIZES
     if head[4:8] == b"ftyp":  # ISO media: AVIF (and HEIF, which decode_image then refuses)
         return True
-    # Netpbm: P1-P7 then whitespace.
-    return len(head) >= 3 and head[0:1] == b"P" and head[1:2] in b"1234567" and head[2:3].isspace()
+    # Netpbm: P1-P7, whitespace, comments, then the width (or PAM's first header line).
+    return _NETPBM.match(head) is not None
 
 
 def is_not_an_image(path: Path) -> bool:
