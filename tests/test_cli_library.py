@@ -4,6 +4,7 @@ face models on photos of known people."""
 
 from __future__ import annotations
 
+import re
 import shutil
 from pathlib import Path
 
@@ -80,7 +81,10 @@ def test_library_commands_end_to_end(tmp_path: Path, tiny_models: dict[str, Path
     assert "is not a folder" in run("index", str(folder / "nope"), code=1)
 
     assert "training needs at least two people" in run("faces", "train", code=1)
-    assert "6 processed, 0 failed; 6 faces" in run("faces", "backfill")
+    backfill = runner.invoke(cli, ["faces", "backfill"], env=env)
+    assert backfill.exit_code == 0, backfill.output
+    assert "6 processed, 0 failed; 6 faces" in backfill.stdout
+    assert re.search(r"^faces: 6/6 images in \d+:\d\d, [\d.]+ images/s$", backfill.stderr, re.M)
     stats = lines(run("faces", "stats"))
     assert (stats["faces"], stats["people"], stats["assigned_manual"]) == ("6", "0", "0")
     assert "unknown clustering method 'kmeans'" in run(
