@@ -225,7 +225,7 @@ def unassign(face_id: DbInt, request: Request, lib: LibraryDep) -> FaceOut:
 @router.post(
     "/faces/{face_id}/reject",
     response_model=FaceOut,
-    responses=error_responses(404, 413),
+    responses=error_responses(400, 404, 413),
 )
 def reject(face_id: DbInt, body: RejectIn, request: Request, lib: LibraryDep) -> FaceOut:
     """Not this person: the face loses the person if it had them, and no later run gives it
