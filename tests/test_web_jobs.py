@@ -128,4 +128,9 @@ def test_a_paused_kind_shows_a_banner_with_its_reason(
             assert str(missing) in clip.inner_text()
             assert accessibility_violations(page) == []
             screenshot(page, "jobs-paused-dark", full_page=True)
+            page.set_viewport_size({"width": 390, "height": 844})  # a phone: one column
+            banner.wait_for()
+            assert page.evaluate("document.documentElement.scrollWidth") <= 390
+            assert accessibility_violations(page) == []
+            screenshot(page, "jobs-paused-dark-mobile", full_page=True)
             assert errors == []
