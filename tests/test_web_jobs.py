@@ -86,6 +86,15 @@ def test_an_import_runs_with_progress_and_processing_follows(server: str, browse
             )
             counts = card.locator(".counts").inner_text()
             assert _count(counts) == created, counts
+        # "Organise faces now" queues the organise job (or joins the one queued after the
+        # import); the page follows it to its result.
+        with page.expect_response("**/api/v1/faces/organize") as queued:
+            page.get_by_role("button", name="Organise faces now").click()
+        assert queued.value.status == 202
+        organise_id = queued.value.json()["job_id"]
+        done = page.locator(f'.job[data-job-id="{organise_id}"][data-state="done"]')
+        done.wait_for(timeout=120_000)
+        assert done.locator("h4").inner_text() == "Organise faces"
         assert page.locator(".banner").count() == 0
         assert page.locator(".jobs-model").count() >= 4  # the configured models, listed
         assert accessibility_violations(page) == []

@@ -56,7 +56,7 @@ export async function render(root, ctx) {
     const control = event.currentTarget;
     control.disabled = true;
     try {
-      await api(path, { method: "POST", json, signal: ctx.signal });
+      await post(path, json, ctx.signal);
       notify(`${label}: started. Its progress is shown below.`);
       window.dispatchEvent(new Event("viewfinder:work"));
     } catch (error) {
@@ -86,13 +86,9 @@ export async function render(root, ctx) {
         "Embed every photo again? Use this after changing the CLIP model; it takes a while.",
       ),
     ),
-    button(
-      "Organise faces now",
-      act("Organise faces", "/api/v1/faces/cluster/dual", { queue: true }),
-      {
-        title: "Match faces to named people and group the unnamed ones",
-      },
-    ),
+    button("Organise faces now", act("Organise faces", "/api/v1/faces/organize", { queue: true }), {
+      title: "Match faces to named people and group the unnamed ones",
+    }),
     button("Refresh", () => refresh()),
   );
 
@@ -107,6 +103,19 @@ export async function render(root, ctx) {
   );
   await refresh();
   return () => clearTimeout(timer);
+}
+
+// Where a server predates an action's route, the older route that does the same work.
+const OLDER_ROUTES = { "/api/v1/faces/organize": "/api/v1/faces/cluster/dual" };
+
+async function post(path, json, signal) {
+  try {
+    return await api(path, { method: "POST", json, signal });
+  } catch (error) {
+    const older = OLDER_ROUTES[path];
+    if (!older || !(error instanceof ApiError) || error.status !== 404) throw error;
+    return api(older, { method: "POST", json, signal });
+  }
 }
 
 function section(id, title) {
