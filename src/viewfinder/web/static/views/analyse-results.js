@@ -103,7 +103,7 @@ function annotatedImage(url, boxes) {
 function boxShape({ target, box }, font, height) {
   const [x0, y0, x1, y1] = box;
   const label = targetName(target);
-  const labelWidth = Math.round(label.length * font * 0.6 + font * 0.6);
+  const labelWidth = Math.round(label.length * font * 0.68 + font * 0.6); // bold: ~0.65 em a letter
   // A person's label sits above its box, a face's below (a face is often at the top of its
   // person, where the two labels would overlap); inside the box at the image's edge.
   const tag = font * 1.4;
