@@ -97,9 +97,22 @@ async function load(route, params, target) {
     signal: controller.signal,
     path: location.pathname,
   };
-  target.replaceChildren();
-  state.cleanup = await module.render(target, ctx);
+  // Each load renders into its own container: a view still loading when the address changes
+  // again keeps writing into its detached container, never into the view that replaced it.
+  const container = document.createElement("div");
+  container.className = "view-root";
+  target.replaceChildren(container);
+  state.cleanup = await module.render(container, ctx);
   return state;
+}
+
+let generation = 0; // bumped by every render(): a load that finishes late is torn down
+
+/** Keep `state` if no render started since `mine`; else tear it down and return null. */
+function stillCurrent(state, mine) {
+  if (mine === generation) return state;
+  teardown(state);
+  return null;
 }
 
 function notFound() {
@@ -125,6 +138,8 @@ function focusTitle(target) {
 
 /** Render whatever the address names. */
 export async function render() {
+  generation += 1;
+  const mine = generation;
   const found = match(location.pathname);
   if (!found) {
     teardown(overlay);
@@ -147,10 +162,12 @@ export async function render() {
     overlayRoot.hidden = false;
     document.body.classList.add("has-overlay");
     root.inert = true;
-    overlay = await load(route, params, overlayRoot);
+    const opened = stillCurrent(await load(route, params, overlayRoot), mine);
+    if (opened) overlay = opened;
     return;
   }
-  if (overlay) {
+  if (overlay || (overlayRoot && !overlayRoot.hidden)) {
+    // Open, or still loading (Back pressed before the viewer finished): close it either way.
     teardown(overlay);
     overlay = null;
     overlayRoot.replaceChildren();
@@ -166,7 +183,9 @@ export async function render() {
   teardown(current);
   current = null;
   window.scrollTo(0, 0);
-  current = await load(route, params, root);
+  const loaded = stillCurrent(await load(route, params, root), mine);
+  if (!loaded) return;
+  current = loaded;
   focusTitle(root);
 }
 
