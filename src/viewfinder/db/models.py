@@ -106,11 +106,36 @@ class Asset(Base):
     # copied into the blob store; None: the original is the blob ``original_key(sha256)``.
     original_uri: Mapped[str | None] = mapped_column(Text, index=True)
     caption: Mapped[str | None] = mapped_column(Text)
+    # The text read in the image (OCR), lines joined by newlines; None: not read (yet).
+    text: Mapped[str | None] = mapped_column(Text)
+    # The same text as its lower-case words between single spaces, with a space at each end
+    # (" harbour 1987 "), so "has every one of these words" is ``LIKE '% word %'`` per word on
+    # every database, matching whole words only.
+    text_words: Mapped[str | None] = mapped_column(Text)
 
 
 # The timeline order (``db.assets.taken_at``, then id): pages of ``sort=newest`` / ``oldest`` walk
 # this index instead of sorting every asset (migration 0008).
 Index("ix_assets_taken", func.coalesce(Asset.captured_at, Asset.created_at), Asset.id)
+
+
+class AssetObject(Base):
+    """One object the COCO detector found in an asset (dog, cat, car, person...), above the
+    detection threshold: its label, score and box in the original image's pixels."""
+
+    __tablename__ = "asset_objects"
+    __table_args__ = (Index("ix_asset_objects_label_asset", "label", "asset_id"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    asset_id: Mapped[int] = mapped_column(
+        BigId, ForeignKey("assets.id", ondelete="CASCADE"), index=True
+    )
+    label: Mapped[str] = mapped_column(String(32))
+    score: Mapped[float]
+    x1: Mapped[float]
+    y1: Mapped[float]
+    x2: Mapped[float]
+    y2: Mapped[float]
 
 
 class AssetTask(Base):
