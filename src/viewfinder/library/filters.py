@@ -7,7 +7,7 @@ ordering, and Qdrant turns folder and capture date into payload filters."""
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 
 import numpy as np
@@ -16,7 +16,7 @@ from sqlalchemy import ColumnElement, func, select
 from sqlalchemy.orm import Session
 
 from viewfinder.db import assets as assets_repo
-from viewfinder.db.models import Asset, CollectionMember, Embedding, Face
+from viewfinder.db.models import Asset, AssetObject, CollectionMember, Embedding, Face
 
 
 @dataclass(frozen=True)
@@ -27,11 +27,35 @@ class SearchFilters:
     captured_to: datetime | None = None
     person_ids: tuple[int, ...] = ()  # every one of these people must appear in the image
     collection_id: int | None = None  # only members of this collection
+    any_person_ids: tuple[int, ...] = ()  # at least one of these people appears
+    exclude_person_ids: tuple[int, ...] = ()  # none of these people appears
+    # No one else: every recognisable face in the image belongs to one of the people named in
+    # ``person_ids`` or ``any_person_ids`` (faces too small or blurred to recognise are ignored).
+    only_people: bool = False
+    text_words: tuple[str, ...] = ()  # every one of these words is in the image's text (OCR)
+    objects: tuple[str, ...] = ()  # every one of these object labels was detected in it
 
     @property
     def active(self) -> bool:
         dated = (self.folder, self.captured_from, self.captured_to, self.collection_id)
-        return any(v is not None for v in dated) or bool(self.person_ids)
+        return any(v is not None for v in dated) or self.needs_sql
+
+    @property
+    def needs_sql(self) -> bool:
+        """Whether a filter is set that only the database can answer (people, collections, text,
+        objects: they change long after a vector is written, so no store keeps a copy)."""
+        return (
+            bool(self.person_ids or self.any_person_ids or self.exclude_person_ids)
+            or self.only_people
+            or self.collection_id is not None
+            or bool(self.text_words or self.objects)
+        )
+
+    def sql_only(self) -> SearchFilters:
+        """These filters less folder and capture dates (which a store may apply itself)."""
+        return replace(
+            self, folder=None, include_subfolders=True, captured_from=None, captured_to=None
+        )
 
     @property
     def folder_prefix(self) -> str | None:
@@ -53,11 +77,41 @@ def asset_conditions(filters: SearchFilters) -> list[ColumnElement[bool]]:
             .having(func.count(func.distinct(Face.person_id)) == len(wanted))
         )
         conditions.append(Asset.id.in_(with_people))
+    if filters.any_person_ids:
+        with_any = select(Face.asset_id).where(
+            Face.person_id.in_(sorted(set(filters.any_person_ids)))
+        )
+        conditions.append(Asset.id.in_(with_any))
+    if filters.exclude_person_ids:
+        with_excluded = select(Face.asset_id).where(
+            Face.person_id.in_(sorted(set(filters.exclude_person_ids)))
+        )
+        conditions.append(Asset.id.not_in(with_excluded))
+    if filters.only_people:
+        named = sorted(set(filters.person_ids) | set(filters.any_person_ids))
+        # A recognisable face of anyone else (or of no one yet) rules the image out.
+        someone_else = select(Face.asset_id).where(
+            Face.clusterable.is_(True),
+            Face.person_id.is_(None) | Face.person_id.not_in(named),
+        )
+        conditions.append(Asset.id.not_in(someone_else))
     if filters.collection_id is not None:
         members = select(CollectionMember.asset_id).where(
             CollectionMember.collection_id == filters.collection_id
         )
         conditions.append(Asset.id.in_(members))
+    for word in dict.fromkeys(filters.text_words):
+        escaped = word.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+        conditions.append(Asset.text_words.like(f"% {escaped} %", escape="\\"))
+    if filters.objects:
+        labels = sorted(set(filters.objects))
+        with_objects = (
+            select(AssetObject.asset_id)
+            .where(AssetObject.label.in_(labels))
+            .group_by(AssetObject.asset_id)
+            .having(func.count(func.distinct(AssetObject.label)) == len(labels))
+        )
+        conditions.append(Asset.id.in_(with_objects))
     return conditions
 
 

@@ -302,15 +302,13 @@ class QdrantStore:
                     ),
                 )
             )
-        if filters.person_ids or filters.collection_id is not None:
-            # People and collections are selected in SQL, not kept as payload: faces are
-            # assigned, merged and reassigned long after a vector is written, and collections
-            # are edited at will, so a payload copy would go stale; the database answers now.
-            related = SearchFilters(
-                person_ids=filters.person_ids, collection_id=filters.collection_id
-            )
+        if filters.needs_sql:
+            # People, collections, text and objects are selected in SQL, not kept as payload:
+            # faces are assigned, merged and reassigned long after a vector is written,
+            # collections are edited at will, text and objects arrive from their own workers,
+            # so a payload copy would go stale; the database answers now.
             with self._sessions() as session:
-                allowed = matching_ids(session, related)
+                allowed = matching_ids(session, filters.sql_only())
             if allowed.size == 0:
                 return None
             conditions.append(models.HasIdCondition(has_id=[int(i) for i in allowed]))
