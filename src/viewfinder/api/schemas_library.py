@@ -3,13 +3,22 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import Any, Literal
 
 from fastapi import Request
 from pydantic import BaseModel, Field
 
 from viewfinder.api.params import DbInt, DbText
 from viewfinder.db.models import Asset, Job
+
+# People a search filter may name in each list.
+MAX_PEOPLE = 20
+SearchSortName = Literal["relevance", "newest", "oldest"]
+
+
+# The longest ``text`` a search may require of images, and the most words in it.
+MAX_TEXT_CHARS = 1000
+MAX_TEXT_WORDS = 20
 
 
 class AssetOut(BaseModel):
@@ -24,6 +33,11 @@ class AssetOut(BaseModel):
     captured_at: datetime | None
     created_at: datetime
     caption: str | None
+    text: str | None = Field(
+        None,
+        description="The text read in the image (OCR), its lines in reading order one per row; "
+        '"" when it has none, null until it is read (or when OCR is off).',
+    )
     # Where the original is read when it was indexed in place (s3://bucket/key); None: stored.
     original_uri: str | None = None
     file_url: str
@@ -47,6 +61,7 @@ class AssetOut(BaseModel):
             captured_at=asset.captured_at,
             created_at=asset.created_at,
             caption=asset.caption,
+            text=asset.text,
             original_uri=asset.original_uri,
             file_url=str(request.url_for("asset_file", asset_id=asset.id)),
             thumbnail_url=str(request.url_for("asset_thumbnail", asset_id=asset.id)),
@@ -186,6 +201,13 @@ class ReindexIn(BaseModel):
 
 class SearchIn(BaseModel):
     query: str | None = Field(None, description="Text to search for (CLIP text tower).")
+    text: str | None = Field(
+        None,
+        max_length=MAX_TEXT_CHARS,
+        description="Only images whose text (read by OCR) has all these words, whole and "
+        'case-blind ("harbour 1987"). Alone (no query, no asset_id): those images, newest '
+        "first (oldest with sort=oldest), each with score and text_match 1.",
+    )
     asset_id: DbInt | None = Field(None, description="Find images similar to this asset.")
     k: int = Field(10, ge=1, le=1000)
     offset: DbInt = Field(0, ge=0)
@@ -195,15 +217,50 @@ class SearchIn(BaseModel):
     captured_to: datetime | None = None
     min_score: float | None = Field(None, ge=-1, le=1)
     person_ids: list[DbInt] = Field(
-        default_factory=list, max_length=20, description="Only images showing all these people."
+        default_factory=list,
+        max_length=MAX_PEOPLE,
+        description="Only images showing all these people.",
     )
     collection_id: DbInt | None = Field(None, description="Only members of this collection.")
+    any_person_ids: list[DbInt] = Field(
+        default_factory=list,
+        max_length=MAX_PEOPLE,
+        description="Only images showing at least one of these people.",
+    )
+    exclude_person_ids: list[DbInt] = Field(
+        default_factory=list,
+        max_length=MAX_PEOPLE,
+        description="Only images showing none of these people.",
+    )
+    only_people: bool = Field(
+        False,
+        description="No one else in the image: every face named as someone is one of "
+        "person_ids / any_person_ids (one of them required), and no recognisable face is "
+        "unnamed (faces too small or blurred to recognise are ignored).",
+    )
+    sort: SearchSortName = Field(
+        "relevance",
+        description="relevance (best first), or newest / oldest: the candidates that pass the "
+        "filters and min_score, by capture date (else upload date), then id.",
+    )
+    candidates: int | None = Field(
+        None,
+        ge=1,
+        le=1000,
+        description="A date sort orders this many of the best hits by relevance (default 100, "
+        "or every hit reaching min_score up to 1000 when min_score is given).",
+    )
 
 
 class SearchHitOut(BaseModel):
-    score: float = Field(description="similarity + 0.1 x caption_match: the ranking key")
+    score: float = Field(
+        description="similarity + 0.1 x caption_match + 0.2 x text_match: the ranking key"
+    )
     similarity: float = Field(description="cosine similarity of the CLIP embeddings")
     caption_match: float = Field(description="fraction of the query's words in the caption")
+    text_match: float = Field(
+        0.0, description="fraction of the query's words in the text read in the image (OCR)"
+    )
     asset: AssetOut
 
 
@@ -220,6 +277,17 @@ class SearchOut(BaseModel):
         "no_results.",
     )
     message: str | None = Field(None, description="The reason as a sentence for a person.")
+    sort: SearchSortName = Field("relevance", description="The order of the hits.")
+    total: int | None = Field(
+        None,
+        description="A date sort: how many hits the ordered list holds (page it with offset and "
+        "k); null for relevance.",
+    )
+    candidates: int | None = Field(
+        None,
+        description="A date sort: the most hits it orders; total == candidates means more "
+        "images may match (raise candidates or min_score).",
+    )
 
 
 class DuplicateGroupOut(BaseModel):

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime
-from typing import Literal
+from typing import Literal, TypeVar
 
 import numpy as np
 from numpy.typing import NDArray
@@ -20,6 +20,7 @@ from viewfinder.db.statements import IN_CHUNK, int64_column
 # The order of a page of assets: ``id`` (the order they were added, the default), or by when
 # each photo was taken, ``newest`` or ``oldest`` first (see ``taken_at``).
 AssetOrder = Literal["id", "newest", "oldest"]
+T = TypeVar("T")
 # A timeline bucket: a calendar month ("2024-05") or day ("2024-05-31"), in UTC.
 Granularity = Literal["month", "day"]
 
@@ -29,7 +30,7 @@ def taken_at() -> ColumnElement[datetime]:
     return func.coalesce(Asset.captured_at, Asset.created_at)
 
 
-def _ordered(stmt: Select[Asset], order: AssetOrder) -> Select[Asset]:
+def _ordered(stmt: Select[T], order: AssetOrder) -> Select[T]:
     """Ties broken by id in the same direction: a total, stable order for paging."""
     if order == "newest":
         return stmt.order_by(taken_at().desc(), Asset.id.desc())
@@ -189,6 +190,18 @@ def assets_by_id(s: Session, asset_ids: Sequence[int]) -> dict[int, Asset]:
     if not asset_ids:
         return {}
     return {a.id: a for a in s.scalars(select(Asset).where(Asset.id.in_(list(asset_ids))))}
+
+
+def ids_in_order(s: Session, asset_ids: Sequence[int], order: AssetOrder) -> list[int]:
+    """``asset_ids`` that exist, in the order of a page of assets (see ``_ordered``): the
+    timeline's order for a set of search hits. At most ``IN_CHUNK`` ids."""
+    wanted = list(dict.fromkeys(int(i) for i in asset_ids))
+    if not wanted:
+        return []
+    if len(wanted) > IN_CHUNK:
+        raise ValueError(f"at most {IN_CHUNK} ids, got {len(wanted)}")
+    stmt = _ordered(select(Asset.id).where(Asset.id.in_(wanted)), order)
+    return [int(i) for i in s.scalars(stmt)]
 
 
 def sizes(s: Session, asset_ids: Sequence[int]) -> dict[int, tuple[int, int]]:

@@ -29,8 +29,9 @@ class SearchFilters:
     collection_id: int | None = None  # only members of this collection
     any_person_ids: tuple[int, ...] = ()  # at least one of these people appears
     exclude_person_ids: tuple[int, ...] = ()  # none of these people appears
-    # No one else: every recognisable face in the image belongs to one of the people named in
-    # ``person_ids`` or ``any_person_ids`` (faces too small or blurred to recognise are ignored).
+    # No one else: every face in the image named as someone is one of the people in
+    # ``person_ids`` or ``any_person_ids``, and no recognisable face is of no one yet (an unnamed
+    # face too small, blurred or unsure to cluster is ignored: it may not even be a face).
     only_people: bool = False
     text_words: tuple[str, ...] = ()  # every one of these words is in the image's text (OCR)
     objects: tuple[str, ...] = ()  # every one of these object labels was detected in it
@@ -89,10 +90,10 @@ def asset_conditions(filters: SearchFilters) -> list[ColumnElement[bool]]:
         conditions.append(Asset.id.not_in(with_excluded))
     if filters.only_people:
         named = sorted(set(filters.person_ids) | set(filters.any_person_ids))
-        # A recognisable face of anyone else (or of no one yet) rules the image out.
+        # A face named as anyone else (clusterable or not: a user may name a small face by hand),
+        # or a recognisable face of no one yet, rules the image out.
         someone_else = select(Face.asset_id).where(
-            Face.clusterable.is_(True),
-            Face.person_id.is_(None) | Face.person_id.not_in(named),
+            Face.person_id.not_in(named) | (Face.person_id.is_(None) & Face.clusterable.is_(True))
         )
         conditions.append(Asset.id.not_in(someone_else))
     if filters.collection_id is not None:

@@ -34,6 +34,16 @@ MAX_RESULTS = 1000
 # A caption naming every word of the query lifts a hit by this much: about the spread between a
 # good and a mediocre CLIP text-image match, so captions reorder close calls, not everything.
 CAPTION_WEIGHT = 0.1
+# The order of the hits: ``relevance`` (score, then id), or by when each photo was taken (capture
+# date, else upload date, then id: the timeline's order), ``newest`` or ``oldest`` first.
+SearchSort = Literal["relevance", "newest", "oldest"]
+SORTS: tuple[SearchSort, ...] = ("relevance", "newest", "oldest")
+# What a date sort orders: the best hits by relevance, never every image (a search for "dog"
+# sorted newest first should show dogs, not the whole library in date order). CLIP similarities
+# have no cut-off that holds across models and queries, so the set is bounded by rank: these many
+# hits without ``min_score``; with it, every hit reaching it, up to MAX_RESULTS. A request may
+# choose its own bound (``candidates``, 1..MAX_RESULTS).
+DATE_SORT_CANDIDATES = 100
 
 
 @dataclass(frozen=True)
@@ -66,6 +76,10 @@ class SearchResult:
     hits: list[SearchHit]
     empty_reason: EmptyReason | None = None  # None when there are hits
     empty_message: str | None = None  # the reason in a sentence for a person
+    # A date sort only: how many hits are in the ordered list (pages past it are empty), and the
+    # most it could hold (``total == candidates``: more images may match than were ordered).
+    total: int | None = None
+    candidates: int | None = None
 
 
 class SearchService:
@@ -138,17 +152,26 @@ class SearchService:
         min_score: float | None = None,
         exclude: int | None = None,
         text: str | None = None,
+        sort: SearchSort = "relevance",
+        candidates: int | None = None,
     ) -> SearchResult:
         """``search``, and when it finds nothing, why (see ``EmptyReason``). A collection
-        filter naming no collection is a NotFoundError."""
+        filter naming no collection is a NotFoundError.
+
+        ``sort`` ``newest`` or ``oldest`` orders the candidates (see ``DATE_SORT_CANDIDATES``)
+        that pass the filters and ``min_score`` by when they were taken, then pages that list
+        with ``offset`` and ``k``; the result says how long it is (``total``)."""
         if not 1 <= k <= MAX_RESULTS or offset < 0 or offset + k > 10 * MAX_RESULTS:
             raise InvalidInputError(
                 f"k must be 1..{MAX_RESULTS} and offset + k at most {10 * MAX_RESULTS}"
             )
+        depth = self._date_sort_depth(sort, candidates, min_score)
+        if filters is not None:
+            _check_people(filters)
         if filters is not None and filters.collection_id is not None:
             self._require_collection(filters.collection_id)
         active = filters if filters is not None and filters.active else None
-        want = offset + k + (1 if exclude is not None else 0)
+        want = (offset + k if depth is None else depth) + (1 if exclude is not None else 0)
         similarity = {
             h.id: h.score for h in self._index.search(query, want, active) if h.id != exclude
         }
@@ -156,10 +179,19 @@ class SearchService:
         ranked = sorted(
             similarity,
             key=lambda i: (-(similarity[i] + CAPTION_WEIGHT * boosts.get(i, 0.0)), i),
-        )[offset : offset + k]
-        in_page = bool(ranked)
-        if min_score is not None:
-            ranked = [i for i in ranked if similarity[i] >= min_score]
+        )
+        total: int | None = None  # the length of a date sort's list
+        if depth is None:
+            ranked = ranked[offset : offset + k]
+            in_page = bool(ranked)
+            if min_score is not None:
+                ranked = [i for i in ranked if similarity[i] >= min_score]
+        else:
+            passed = [i for i in ranked[:depth] if min_score is None or similarity[i] >= min_score]
+            in_page = bool(ranked) and not passed  # candidates, none reaching min_score
+            ordered = self._in_date_order(passed, sort)
+            ranked = ordered[offset : offset + k]
+            total = len(ordered)
         assets = self._assets(ranked)
         hits = [
             SearchHit(
@@ -172,18 +204,49 @@ class SearchService:
             if i in assets
         ]
         if hits:
-            return SearchResult(hits)
+            return SearchResult(hits, total=total, candidates=depth)
         if in_page and min_score is not None:
             best = max(similarity.values())
             return SearchResult(
                 [],
                 "below_min_score",
                 f"no image reaches min_score {min_score:g} (the best similarity was {best:.3f})",
+                total=total,
+                candidates=depth,
             )
         if similarity and offset > 0:
-            return SearchResult([], "past_the_end", f"no more results after offset {offset}")
+            return SearchResult(
+                [],
+                "past_the_end",
+                f"no more results after offset {offset}",
+                total=total,
+                candidates=depth,
+            )
         reason, message = self._why_nothing(active, exclude)
-        return SearchResult([], reason, message)
+        return SearchResult([], reason, message, total=total, candidates=depth)
+
+    @staticmethod
+    def _date_sort_depth(
+        sort: SearchSort, candidates: int | None, min_score: float | None
+    ) -> int | None:
+        """How many of the best hits a date sort orders; None for the relevance order."""
+        if sort not in SORTS:
+            raise InvalidInputError(f"sort must be one of {', '.join(SORTS)}, not {sort!r}")
+        if candidates is not None and not 1 <= candidates <= MAX_RESULTS:
+            raise InvalidInputError(f"candidates must be 1..{MAX_RESULTS}")
+        if sort == "relevance":
+            if candidates is not None:
+                raise InvalidInputError("candidates bounds a date sort: give sort newest or oldest")
+            return None
+        if candidates is not None:
+            return candidates
+        return DATE_SORT_CANDIDATES if min_score is None else MAX_RESULTS
+
+    def _in_date_order(self, ids: list[int], sort: SearchSort) -> list[int]:
+        with self._sessions() as session:
+            return assets_repo.ids_in_order(
+                session, ids, "newest" if sort == "newest" else "oldest"
+            )
 
     def _why_nothing(
         self, filters: SearchFilters | None, exclude: int | None
@@ -241,6 +304,19 @@ class SearchService:
     def _assets(self, ids: list[int]) -> dict[int, Asset]:
         with self._sessions() as session:
             return assets_repo.assets_by_id(session, ids)
+
+
+def _check_people(filters: SearchFilters) -> None:
+    """People filters that cannot mean anything are refused (InvalidInputError)."""
+    if filters.only_people and not (filters.person_ids or filters.any_person_ids):
+        raise InvalidInputError(
+            "only_people needs the people it means: give person_ids or any_person_ids"
+        )
+    wanted = set(filters.person_ids) | set(filters.any_person_ids)
+    both = sorted(wanted & set(filters.exclude_person_ids))
+    if both:
+        named = ", ".join(str(p) for p in both)
+        raise InvalidInputError(f"person {named} is both wanted and in exclude_person_ids")
 
 
 def _images(n: int) -> str:

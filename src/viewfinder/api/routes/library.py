@@ -14,6 +14,7 @@ from viewfinder.api.errors import ACCESS_STATUSES, error_responses
 from viewfinder.api.params import DbInt, DbText
 from viewfinder.api.responses import image_file
 from viewfinder.api.schemas_library import (
+    MAX_PEOPLE,
     AssetMetadataOut,
     AssetOut,
     AssetPage,
@@ -42,7 +43,7 @@ from viewfinder.library.filters import SearchFilters
 from viewfinder.library.ingest import clean_folder
 from viewfinder.library.library import Library
 from viewfinder.library.processing import EMBED_TASK
-from viewfinder.library.search import SearchResult
+from viewfinder.library.search import SearchResult, SearchSort
 from viewfinder.storage.s3_source import is_s3_url
 
 router = APIRouter(
@@ -305,7 +306,9 @@ def get_job(job_id: DbText, lib: LibraryDep) -> JobOut:
 # --- search ------------------------------------------------------------------------------------
 
 
-def _hits(request: Request, result: SearchResult, k: int, offset: int) -> SearchOut:
+def _hits(
+    request: Request, result: SearchResult, k: int, offset: int, sort: SearchSort
+) -> SearchOut:
     return SearchOut(
         hits=[
             SearchHitOut(
@@ -320,6 +323,9 @@ def _hits(request: Request, result: SearchResult, k: int, offset: int) -> Search
         offset=offset,
         reason=result.empty_reason,
         message=result.empty_message,
+        sort=sort,
+        total=result.total,
+        candidates=result.candidates,
     )
 
 
@@ -331,6 +337,9 @@ def _filters(body: SearchIn) -> SearchFilters:
         captured_to=body.captured_to,
         person_ids=tuple(body.person_ids),
         collection_id=body.collection_id,
+        any_person_ids=tuple(body.any_person_ids),
+        exclude_person_ids=tuple(body.exclude_person_ids),
+        only_people=body.only_people,
     )
 
 
@@ -352,8 +361,10 @@ def search(body: SearchIn, request: Request, lib: LibraryDep) -> SearchOut:
         min_score=body.min_score,
         exclude=body.asset_id,
         text=body.query,
+        sort=body.sort,
+        candidates=body.candidates,
     )
-    return _hits(request, result, body.k, body.offset)
+    return _hits(request, result, body.k, body.offset, body.sort)
 
 
 @router.post("/search/image", response_model=SearchOut, responses=error_responses(400, 404, 413))
@@ -370,10 +381,34 @@ async def search_by_upload(
     min_score: Annotated[float | None, Form(ge=-1, le=1)] = None,
     person_ids: Annotated[
         list[DbInt] | None,
-        Form(max_length=20, description="Only images showing all these people (repeat the field)."),
+        Form(
+            max_length=MAX_PEOPLE,
+            description="Only images showing all these people (repeat the field).",
+        ),
     ] = None,
     collection_id: Annotated[
         DbInt | None, Form(description="Only members of this collection.")
+    ] = None,
+    any_person_ids: Annotated[
+        list[DbInt] | None,
+        Form(
+            max_length=MAX_PEOPLE,
+            description="Only images showing at least one of these people (repeat the field).",
+        ),
+    ] = None,
+    exclude_person_ids: Annotated[
+        list[DbInt] | None,
+        Form(
+            max_length=MAX_PEOPLE,
+            description="Only images showing none of these people (repeat the field).",
+        ),
+    ] = None,
+    only_people: Annotated[
+        bool, Form(description="No one else in the image (see POST /api/v1/search).")
+    ] = False,
+    sort: Annotated[SearchSort, Form(description="relevance, newest or oldest.")] = "relevance",
+    candidates: Annotated[
+        int | None, Form(ge=1, le=1000, description="How many best hits a date sort orders.")
     ] = None,
 ) -> SearchOut:
     """Images similar to an uploaded one; the filters of ``POST /api/v1/search`` as form fields."""
@@ -390,13 +425,24 @@ async def search_by_upload(
         min_score=min_score,
         person_ids=person_ids or [],
         collection_id=collection_id,
+        any_person_ids=any_person_ids or [],
+        exclude_person_ids=exclude_person_ids or [],
+        only_people=only_people,
+        sort=sort,
+        candidates=candidates,
     )
     result = await run_in_threadpool(
         lambda: lib.search.find(
-            vector, k=k, offset=offset, filters=_filters(body), min_score=min_score
+            vector,
+            k=k,
+            offset=offset,
+            filters=_filters(body),
+            min_score=min_score,
+            sort=sort,
+            candidates=candidates,
         )
     )
-    return _hits(request, result, k, offset)
+    return _hits(request, result, k, offset, sort)
 
 
 @router.get("/duplicates", response_model=list[DuplicateGroupOut])
