@@ -19,7 +19,15 @@ from sqlalchemy.orm import Session, sessionmaker
 from tests.db_fixtures import face_row
 from viewfinder.db import embeddings as embeddings_repo
 from viewfinder.db.engine import make_engine, make_session_factory
-from viewfinder.db.models import Asset, AssetTask, Collection, CollectionMember, Person
+from viewfinder.db.models import (
+    Asset,
+    AssetObject,
+    AssetTask,
+    Collection,
+    CollectionMember,
+    Face,
+    Person,
+)
 from viewfinder.library.filters import SearchFilters, asset_conditions
 from viewfinder.library.stores import VectorStore
 from viewfinder.library.stores.embedded import EmbeddedStore
@@ -41,8 +49,11 @@ class Library:
     vectors: NDArray[np.float32]
     folder: dict[int, str]
     captured: dict[int, datetime | None]
-    people: dict[int, set[int]]  # asset -> persons in it
+    people: dict[int, set[int]]  # asset -> persons named on its faces
     members: set[int]  # members of collection 1
+    strangers: set[int]  # assets with a recognisable (clusterable) face of no one yet
+    objects: dict[int, set[str]]  # asset -> labels detected in it
+    words: dict[int, set[str]]  # asset -> words of its text
 
 
 def _unit(rows: NDArray[np.float64]) -> NDArray[np.float32]:
@@ -76,6 +87,7 @@ def _load(sessions: sessionmaker[Session]) -> Library:
                     "height": 1,
                     "captured_at": when,
                     "created_at": base,
+                    "text_words": _TEXTS[n % len(_TEXTS)],
                 }
             )
             folder[n + 1] = rows[-1]["folder"]
@@ -90,7 +102,7 @@ def _load(sessions: sessionmaker[Session]) -> Library:
         )
         for n in range(N):
             embeddings_repo.put_embedding(s, n + 1, MODEL, vectors[n])
-        s.add_all([Person(id=p, name=f"p{p}", name_key=f"p{p}") for p in (1, 2)])
+        s.add_all([Person(id=p, name=f"p{p}", name_key=f"p{p}") for p in (1, 2, 3)])
         s.add(Collection(id=1, name="c1"))
         s.flush()
         people: dict[int, set[int]] = {}
@@ -98,8 +110,26 @@ def _load(sessions: sessionmaker[Session]) -> Library:
             people[asset_id] = {1} | ({2} if asset_id % 3 == 1 else set())
             for person in people[asset_id]:
                 s.add(face_row(asset_id, person))
+        # person 3 named by hand on a face too small to cluster
+        for asset_id in range(3, N + 1, 7):
+            people.setdefault(asset_id, set()).add(3)
+            s.add(_face(asset_id, 3, clusterable=False))
+        strangers = set(range(2, N + 1, 11))  # a recognisable face of no one yet
+        s.add_all([_face(asset_id, None, clusterable=True) for asset_id in strangers])
+        # an unnamed face too small to recognise: no one, ignored by only_people
+        s.add_all([_face(asset_id, None, clusterable=False) for asset_id in range(4, N + 1, 13)])
+        objects = {i: set(_OBJECTS[i % len(_OBJECTS)]) for i in range(1, N + 1)}
+        s.execute(
+            insert(AssetObject),
+            [
+                {"asset_id": i, "label": label, "score": 0.9, "x1": 0, "y1": 0, "x2": 1, "y2": 1}
+                for i, labels in objects.items()
+                for label in sorted(labels)
+            ],
+        )
         members = {int(i) for i in rng.choice(np.arange(1, N + 1), 120, replace=False)}
         s.execute(insert(CollectionMember), [{"collection_id": 1, "asset_id": i} for i in members])
+    words = {n + 1: set(_TEXTS[n % len(_TEXTS)].split()) for n in range(N)}
     return Library(
         sessions.kw["bind"],
         sessions,
@@ -109,7 +139,21 @@ def _load(sessions: sessionmaker[Session]) -> Library:
         captured,
         people,
         members,
+        strangers,
+        objects,
+        words,
     )
+
+
+# The text read in asset n + 1 (as stored: " word word ") and the objects detected in asset i.
+_TEXTS = [" harbour 1987 ", "", " harbour ", " 1987 harbour lights ", " lights "]
+_OBJECTS: list[tuple[str, ...]] = [(), ("dog",), ("dog", "cat"), ("car",), ("cat",), ()]
+
+
+def _face(asset_id: int, person_id: int | None, *, clusterable: bool) -> Face:
+    face = face_row(asset_id, person_id)
+    face.clusterable = clusterable
+    return face
 
 
 FILTERS = {
@@ -126,6 +170,13 @@ FILTERS = {
     "folder_and_date": SearchFilters(
         folder="nature/birds", captured_from=datetime(2024, 6, 1, tzinfo=UTC)
     ),
+    "any_person": SearchFilters(any_person_ids=(2, 3)),
+    "without_person": SearchFilters(exclude_person_ids=(1,)),
+    "only_person": SearchFilters(person_ids=(1,), only_people=True),
+    "only_any": SearchFilters(any_person_ids=(1, 3), only_people=True),
+    "people_mixed": SearchFilters(person_ids=(1,), exclude_person_ids=(2,), folder="nature"),
+    "objects": SearchFilters(objects=("dog", "cat")),
+    "text_and_people": SearchFilters(text_words=("harbour", "1987"), exclude_person_ids=(3,)),
 }
 
 
@@ -149,11 +200,23 @@ def _allowed(lib: Library, filters: SearchFilters | None) -> NDArray[np.int64]:
             return False
         if f.captured_to is not None and (when is None or when >= f.captured_to):
             return False
-        if f.person_ids and not set(f.person_ids) <= lib.people.get(i, set()):
+        if not set(f.objects) <= lib.objects[i] or not set(f.text_words) <= lib.words[i]:
             return False
-        return f.collection_id is None or i in lib.members
+        return _people_allow(lib, f, i) and (f.collection_id is None or i in lib.members)
 
     return np.array([i for i in lib.ids.tolist() if keep(i)], dtype=np.int64)
+
+
+def _people_allow(lib: Library, f: SearchFilters, i: int) -> bool:
+    people = lib.people.get(i, set())
+    named = set(f.person_ids) | set(f.any_person_ids)
+    return (
+        set(f.person_ids) <= people
+        and (not f.any_person_ids or bool(set(f.any_person_ids) & people))
+        and not set(f.exclude_person_ids) & people
+        # only these people: no face named as anyone else, no recognisable face of no one
+        and not (f.only_people and (people - named or i in lib.strangers))
+    )
 
 
 def _reference(lib: Library, query: NDArray[np.float32], allowed: NDArray[np.int64]) -> list[int]:
