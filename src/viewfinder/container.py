@@ -14,7 +14,13 @@ from viewfinder.imaging.budget import set_decode_budget
 from viewfinder.imaging.fetch import FetchPolicy
 from viewfinder.library.library import Library
 from viewfinder.library.status import LibraryStatus
-from viewfinder.model_registry import ModelEntry, batch_policy, factories, model_entries
+from viewfinder.model_registry import (
+    ModelEntry,
+    batch_policy,
+    clip_image_models,
+    factories,
+    model_entries,
+)
 from viewfinder.runtime.device import select_device
 from viewfinder.runtime.pool import ModelPool
 from viewfinder.settings import Settings
@@ -68,7 +74,14 @@ class Services:
         )
         classifiers = ClassifierStore(settings.classifier_dir)
         analysis = AnalysisService(
-            pool, classifiers, FetchPolicy.from_settings(settings), settings.max_image_pixels
+            pool,
+            classifiers,
+            FetchPolicy.from_settings(settings),
+            settings.max_image_pixels,
+            clip_models=clip_image_models(settings),
+            batch_max_urls=settings.analyze_batch_max_urls,
+            fetch_concurrency=settings.analyze_batch_fetch_concurrency,
+            batch_max_images=settings.batch_max_size,
         )
         library = Library.open(settings, pool, classifiers) if with_library else None
         return cls(settings, device, models, pool, classifiers, analysis, library)

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from viewfinder.analysis.operations import DEFAULT_CLIP
 from viewfinder.runtime.batch_model import BatchModel
 from viewfinder.runtime.batcher import BatchPolicy
 from viewfinder.runtime.device import inference_precision
@@ -135,7 +136,25 @@ def model_entries(settings: Settings, device: str) -> dict[str, ModelEntry]:
             face_recognizer,
         ),
     ]
+    # More CLIP image towers for embedding tasks that name one (VIEWFINDER_CLIP_MODELS); one
+    # whose source is the default's is the default's tower, not a second copy of it.
+    for name, pool_name in clip_image_models(settings).items():
+        if pool_name != "clip_image":
+            source = ModelSource(pool_name, "clip_models", settings.clip_models[name])
+            entries.append(
+                ModelEntry(pool_name, f"CLIP image tower '{name}'", source, (), clip_image)
+            )
     return {entry.name: entry for entry in entries}
+
+
+def clip_image_models(settings: Settings) -> dict[str, str]:
+    """The CLIP image towers an embedding task may name in ``params.model``: name -> the pool
+    model. ``default`` is VIEWFINDER_CLIP_MODEL (the library's); the others come from
+    VIEWFINDER_CLIP_MODELS and are loaded, like every model, on first use."""
+    models = {DEFAULT_CLIP: "clip_image"}
+    for name, spec in settings.clip_models.items():
+        models[name] = "clip_image" if spec == settings.clip_model else f"clip_image:{name}"
+    return models
 
 
 def _src(name: str, setting: str, settings: Settings) -> ModelSource:

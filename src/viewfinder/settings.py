@@ -7,6 +7,7 @@ configuration.
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Annotated, Literal
 
@@ -27,6 +28,9 @@ DEFAULT_SFACE_URL = (
     "https://github.com/opencv/opencv_zoo/raw/main/models/face_recognition_sface/"
     "face_recognition_sface_2021dec.onnx"
 )
+
+
+_MODEL_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 
 
 def _env(name: str, *aliases: str) -> AliasChoices:
@@ -113,6 +117,12 @@ class Settings(BaseSettings):
     face_recognizer_model: str = Field(
         DEFAULT_SFACE_URL, validation_alias=_env("FACE_RECOGNIZER_MODEL")
     )  # an ArcFace-family ONNX recogniser; "sface" in the file name selects SFace's pixels
+    # More CLIP image models an embedding task may name in ``params.model``: "name=source"
+    # pairs, comma-separated (e.g. "vit-l-14=openai/clip-vit-large-patch14"); the library and
+    # its search keep using clip_model, which tasks call "default".
+    clip_models: Annotated[dict[str, str], NoDecode] = Field(
+        default_factory=dict, validation_alias=_env("CLIP_MODELS")
+    )
     offline: bool = Field(
         False, validation_alias=_env("OFFLINE", "HF_HUB_OFFLINE")
     )  # never download: use only local paths and the model cache
@@ -207,6 +217,12 @@ class Settings(BaseSettings):
     fetch_allow_hosts: Annotated[list[str], NoDecode] = Field(
         default_factory=list, validation_alias=_env("FETCH_ALLOW_HOSTS")
     )
+    # POST /analyze_images/: the most URLs in one request (413 past it), and how many of its
+    # images are downloaded at once.
+    analyze_batch_max_urls: int = Field(32, ge=1, validation_alias=_env("ANALYZE_BATCH_MAX_URLS"))
+    analyze_batch_fetch_concurrency: int = Field(
+        8, ge=1, le=64, validation_alias=_env("ANALYZE_BATCH_FETCH_CONCURRENCY")
+    )
 
     # --- image analyzer (seed 003) -------------------------------------------------------------
     # Ollama is reached at a host the operator configures (never one a request names); the
@@ -284,6 +300,34 @@ class Settings(BaseSettings):
     @classmethod
     def _csv(cls, value: object) -> object:
         return _split_csv(value)
+
+    @field_validator("clip_models", mode="before")
+    @classmethod
+    def _named_models(cls, value: object) -> object:
+        if not isinstance(value, str):
+            return value
+        models: dict[str, str] = {}
+        for part in value.split(","):
+            if not part.strip():
+                continue
+            name, sep, source = part.partition("=")
+            if not sep:
+                raise ValueError(f"{part.strip()!r} is not name=source")
+            models[name.strip()] = source.strip()
+        return models
+
+    @field_validator("clip_models")
+    @classmethod
+    def _valid_model_names(cls, value: dict[str, str]) -> dict[str, str]:
+        for name, source in value.items():
+            if not _MODEL_NAME.fullmatch(name) or name == "default":
+                raise ValueError(
+                    f"model name {name!r}: use letters, digits, '.', '_' or '-' (not 'default', "
+                    "the name of VIEWFINDER_CLIP_MODEL)"
+                )
+            if not source:
+                raise ValueError(f"model {name!r} has no source (a repo id or a local path)")
+        return value
 
     @field_validator("fetch_allow_hosts")
     @classmethod

@@ -25,6 +25,10 @@ class OperationType(StrEnum):
     DESCRIBE_IMAGE = "describe_image"
 
 
+# What an embedding task's ``params.model`` calls VIEWFINDER_CLIP_MODEL (the library's CLIP);
+# VIEWFINDER_CLIP_MODELS names the others.
+DEFAULT_CLIP = "default"
+
 ALL_TARGETS = (Target.WHOLE_IMAGE, Target.PROMINENT_PERSON, Target.PROMINENT_FACE)
 FACE_CONTEXTS = (Target.PROMINENT_PERSON, Target.WHOLE_IMAGE)
 
@@ -53,6 +57,13 @@ OPERATIONS: dict[OperationType, OperationSpec] = {
         ALL_TARGETS,
         Target.WHOLE_IMAGE,
         "clip_image",
+        (
+            (
+                "model",
+                f"a CLIP model by name: {DEFAULT_CLIP} (VIEWFINDER_CLIP_MODEL) or one of "
+                "VIEWFINDER_CLIP_MODELS, as GET /available_operations/ lists them",
+            ),
+        ),
     ),
     OperationType.EMBED_DINO_V2: OperationSpec(
         "Generates a visual embedding using the DINOv2 model (composition, colour, texture).",

@@ -3,7 +3,6 @@ and reused by every task that needs them; crops and their PNGs are made once per
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -36,49 +35,58 @@ def most_prominent(detections: list[Detection]) -> Detection | None:
 
 
 class RegionResolver:
-    """Answers "where is the person / face" for one image, detecting each at most once."""
+    """Answers "where is the person / face" for one image. The detections are made by the
+    service for every image of a request at once (``person_to_detect`` / ``face_to_detect``
+    say what to run, ``found_person`` / ``found_face`` hand back what the detector said), and
+    every task that needs them reuses them. A detection that failed raises its error for each
+    task that needs it."""
 
-    def __init__(
-        self,
-        image: Image.Image,
-        detect_persons: Detector,
-        detect_faces: Detector,
-        timings: dict[str, float],
-    ) -> None:
+    def __init__(self, image: Image.Image) -> None:
         self.image = image
-        self._detect_persons = detect_persons
-        self._detect_faces = detect_faces
-        self._timings = timings
-        self._person: tuple[Detection | None] | None = None
-        self._faces: dict[Target, Detection | None] = {}
+        self._person: tuple[Detection | None] | BaseException | None = None
+        self._faces: dict[Target, Detection | BaseException | None] = {}
         self._crops: dict[tuple[int, ...], Image.Image] = {}
         self._pngs: dict[tuple[int, ...], str] = {}
 
+    def found_person(self, detections: list[Detection] | BaseException) -> None:
+        if isinstance(detections, BaseException):
+            self._person = detections
+        else:
+            self._person = (most_prominent(detections),)
+
+    def face_to_detect(self, context: Target) -> Region:
+        """Where the face of ``context`` is searched: inside the prominent person (the whole
+        image when there is none, like every person target) or in the whole image."""
+        person = self.person() if context is Target.PROMINENT_PERSON else None
+        return Region(self.image, None) if person is None else self.region_for_box(person.box)
+
+    def found_face(
+        self, context: Target, where: Region | None, detections: list[Detection] | BaseException
+    ) -> None:
+        """``where``: the region ``face_to_detect`` gave (None when that raised, and
+        ``detections`` is its error)."""
+        if isinstance(detections, BaseException):
+            self._faces[context] = detections
+            return
+        found = most_prominent(detections)
+        if found is not None and where is not None and where.bbox is not None:
+            found = found.shifted(where.bbox[0], where.bbox[1])
+        self._faces[context] = found
+
     def person(self) -> Detection | None:
         if self._person is None:
-            started = time.perf_counter()
-            found = most_prominent(self._detect_persons(self.image))
-            self._timings["detect_person"] = time.perf_counter() - started
-            self._person = (found,)
+            raise RuntimeError("the person detection was not run for this image")
+        if isinstance(self._person, BaseException):
+            raise self._person
         return self._person[0]
 
     def face(self, context: Target) -> Detection | None:
-        """The prominent face, searched inside the prominent person (falling back to the whole
-        image when there is no person, like every person target) or in the whole image."""
         if context not in self._faces:
-            person = self.person() if context is Target.PROMINENT_PERSON else None
-            started = time.perf_counter()
-            if person is None:
-                found = most_prominent(self._detect_faces(self.image))
-            else:
-                region = self.region_for_box(person.box)
-                assert region.bbox is not None
-                in_crop = most_prominent(self._detect_faces(region.image))
-                found = in_crop.shifted(region.bbox[0], region.bbox[1]) if in_crop else None
-            key = f"detect_face_in_{context.value}"
-            self._timings[key] = self._timings.get(key, 0.0) + time.perf_counter() - started
-            self._faces[context] = found
-        return self._faces[context]
+            raise RuntimeError(f"the face detection in {context.value} was not run")
+        found = self._faces[context]
+        if isinstance(found, BaseException):
+            raise found
+        return found
 
     def region(self, target: Target, face_context: Target) -> Region:
         if target is Target.WHOLE_IMAGE:

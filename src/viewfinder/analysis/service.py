@@ -1,21 +1,29 @@
-"""The analysis service: one image, a list of tasks, one result per task.
+"""The analysis service: images, a list of tasks, one result per task and image.
+
+Every image of a request is analysed together: each detector runs once over all the images
+that need it, and each model once over every region any task wants from it (one forward pass
+serves many images, through the micro-batcher). One image is a request of one.
 
 A task's own failure never fails the request: it becomes an ``error`` or ``skipped`` result. Only
-request-level problems escape (duplicate ids, an overloaded model queue)."""
+request-level problems escape (duplicate ids, too many URLs, an overloaded model queue). In a
+request of many URLs, an image that cannot be downloaded or decoded is that URL's own failure."""
 
 from __future__ import annotations
 
 import logging
 import re
 import time
-from collections import Counter
-from collections.abc import Sequence
+from collections import Counter, deque
+from collections.abc import Mapping, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 from PIL import Image
 
 from viewfinder.analysis.operations import (
+    DEFAULT_CLIP,
     EMBEDDING_OPERATIONS,
     FACE_CONTEXTS,
     OPERATIONS,
@@ -24,10 +32,11 @@ from viewfinder.analysis.operations import (
 )
 from viewfinder.analysis.regions import Region, RegionResolver, SkipTaskError
 from viewfinder.analysis.results import AnalysisReport, OperationResult, Status, Task
-from viewfinder.classifiers.store import ClassifierStore
+from viewfinder.classifiers.store import ClassifierStore, LinearClassifier
 from viewfinder.errors import (
     InvalidRequestError,
     OverloadedError,
+    TooLargeError,
     ViewfinderError,
 )
 from viewfinder.imaging.budget import decode_budget
@@ -58,6 +67,26 @@ def check_unique_ids(tasks: Sequence[Task]) -> None:
         )
 
 
+@dataclass(frozen=True)
+class _Plan:
+    """A task as parsed once for every image: what it works on and which model computes it."""
+
+    task: Task
+    op: OperationType
+    target: Target
+    face_context: Target
+    model: str | None  # the pool model computing its data on the region; None: a detection
+    max_length: int = DEFAULT_CAPTION_LENGTH
+    classifier: LinearClassifier | None = None
+
+
+# What one model is asked for one image: (image index, region box, caption length).
+_Need = tuple[int, tuple[int, ...] | None, int | None]
+
+# A URL's outcome in a batch: its report, or why its image could not be had.
+UrlOutcome = AnalysisReport | ViewfinderError
+
+
 class AnalysisService:
     def __init__(
         self,
@@ -65,11 +94,25 @@ class AnalysisService:
         classifiers: ClassifierStore,
         fetch_policy: FetchPolicy,
         max_image_pixels: int,
+        *,
+        clip_models: Mapping[str, str] | None = None,
+        batch_max_urls: int = 32,
+        fetch_concurrency: int = 8,
+        batch_max_images: int = 16,
     ) -> None:
         self._pool = pool
         self._classifiers = classifiers
         self._fetch_policy = fetch_policy
         self._max_pixels = max_image_pixels
+        self._clip_models = dict(clip_models or {DEFAULT_CLIP: "clip_image"})
+        self._batch_max_urls = batch_max_urls
+        self._fetch_concurrency = fetch_concurrency
+        self._batch_max_images = batch_max_images
+
+    @property
+    def clip_models(self) -> list[str]:
+        """The CLIP models an embedding task may name in ``params.model``, the default first."""
+        return list(self._clip_models)
 
     # --- loading the image ------------------------------------------------------------------
 
@@ -89,15 +132,92 @@ class AnalysisService:
         classification, captions) decodes as the library does (``EMBED_MIN_SIDE``): faster,
         and the same bytes give the same vector as in the library."""
         min_side = self._decode_side(tasks)
-        width, height = image_size_of(data)
-        pixels = kept_pixels(width, height, min_side)
-        # An image over the limit is refused by the decode at once, without waiting its turn.
-        with decode_budget().hold(pixels if width * height <= self._max_pixels else 0):
+        with decode_budget().hold(self._held_pixels(data, min_side)):
             return self.analyze(self.image_from_bytes(data, min_side), tasks)
 
     def analyze_url(self, url: str, tasks: Sequence[Task]) -> AnalysisReport:
         """``analyze_bytes`` of the image at ``url`` (downloaded before holding any pixels)."""
         return self.analyze_bytes(fetch_image_bytes(url, self._fetch_policy), tasks)
+
+    def analyze_urls(self, urls: Sequence[str], tasks: Sequence[Task]) -> list[UrlOutcome]:
+        """Each URL's report (as ``analyze_url`` gives it) or the error that kept its image
+        from being analysed, in order; a URL repeated in the list is analysed once.
+
+        Memory stays bounded whatever the list holds: at most ``fetch_concurrency`` downloads
+        run (or wait, done, for their turn) at once, and the images are analysed in groups of
+        at most ``batch_max_images`` whose decoded pixels are held together from the process's
+        decode budget (a group never holds more than the budget; an image larger than it goes
+        alone). So at most ``fetch_concurrency + batch_max_images`` downloaded files are in
+        memory, each within VIEWFINDER_MAX_DOWNLOAD_BYTES. Every model runs once per group."""
+        check_unique_ids(tasks)
+        if len(urls) > self._batch_max_urls:
+            raise TooLargeError(
+                f"{len(urls)} image URLs in one request; at most {self._batch_max_urls} "
+                "(VIEWFINDER_ANALYZE_BATCH_MAX_URLS): split the list into several requests."
+            )
+        min_side = self._decode_side(tasks)
+        unique = list(dict.fromkeys(urls))
+        outcomes: dict[str, UrlOutcome] = {}
+        group: list[tuple[str, bytes, int]] = []  # url, downloaded bytes, pixels to hold
+        capacity = decode_budget().capacity
+        with ThreadPoolExecutor(
+            min(self._fetch_concurrency, max(1, len(unique))), thread_name_prefix="fetch"
+        ) as downloads:
+            queued: deque[tuple[str, Future[bytes]]] = deque()
+            waiting = iter(unique)
+
+            def top_up() -> None:
+                while len(queued) < self._fetch_concurrency:
+                    url = next(waiting, None)
+                    if url is None:
+                        return
+                    queued.append(
+                        (url, downloads.submit(fetch_image_bytes, url, self._fetch_policy))
+                    )
+
+            top_up()
+            while queued:
+                url, download = queued.popleft()
+                try:
+                    data = download.result()
+                    pixels = self._held_pixels(data, min_side)
+                except ViewfinderError as exc:
+                    outcomes[url] = exc
+                    continue
+                finally:
+                    top_up()
+                held = sum(p for _, _, p in group)
+                if group and (len(group) >= self._batch_max_images or held + pixels > capacity):
+                    outcomes.update(self._analyze_group(group, tasks, min_side))
+                    group = []
+                group.append((url, data, pixels))
+            if group:
+                outcomes.update(self._analyze_group(group, tasks, min_side))
+        return [outcomes[url] for url in urls]
+
+    def _analyze_group(
+        self, group: list[tuple[str, bytes, int]], tasks: Sequence[Task], min_side: int | None
+    ) -> dict[str, UrlOutcome]:
+        """Decode the group's images under one hold of their pixels, then analyse them at once."""
+        outcomes: dict[str, UrlOutcome] = {}
+        with decode_budget().hold(sum(p for _, _, p in group)):
+            decoded: list[tuple[str, Image.Image]] = []
+            for url, data, _ in group:
+                try:
+                    decoded.append((url, self.image_from_bytes(data, min_side)))
+                except ViewfinderError as exc:
+                    outcomes[url] = exc
+            del group[:]  # the downloaded bytes are not needed past here
+            reports = self.analyze_many([image for _, image in decoded], tasks)
+        outcomes.update((url, report) for (url, _), report in zip(decoded, reports, strict=True))
+        return outcomes
+
+    def _held_pixels(self, data: bytes, min_side: int | None) -> int:
+        """The pixels to hold while ``data`` is decoded and analysed (InvalidImageError for
+        bytes that are not an image). An image over the pixel limit holds none: its decode is
+        refused at once, without waiting its turn."""
+        width, height = image_size_of(data)
+        return kept_pixels(width, height, min_side) if width * height <= self._max_pixels else 0
 
     def _decode_side(self, tasks: Sequence[Task]) -> int | None:
         """``EMBED_MIN_SIDE`` when no task needs more than the whole image at a model's input
@@ -111,66 +231,175 @@ class AnalysisService:
                 return None
         return EMBED_MIN_SIDE
 
-    # --- analysing it ---------------------------------------------------------------------
+    # --- analysing ------------------------------------------------------------------------
 
     def analyze(self, image: Image.Image, tasks: Sequence[Task]) -> AnalysisReport:
-        check_unique_ids(tasks)
-        timings: dict[str, float] = {}
-        resolver = RegionResolver(
-            image,
-            lambda im: self._pool.run("person_detector", im),
-            lambda im: self._pool.run("face_detector", im),
-            timings,
-        )
-        embeddings: dict[tuple[str, tuple[int, ...] | None], list[float]] = {}
-        results: dict[str, OperationResult] = {}
-        for task in tasks:
-            started = time.perf_counter()
-            results[task.operation_id] = self._run(task, resolver, embeddings)
-            timings[task.operation_id] = time.perf_counter() - started
-        log.info(
-            "analysed %dx%d image: %s",
-            image.width,
-            image.height,
-            ", ".join(f"{k}={v * 1000:.1f}ms" for k, v in timings.items()),
-        )
-        return AnalysisReport(results, timings)
+        return self.analyze_many([image], tasks)[0]
 
-    def _run(
-        self,
-        task: Task,
-        resolver: RegionResolver,
-        embeddings: dict[tuple[str, tuple[int, ...] | None], list[float]],
-    ) -> OperationResult:
+    def analyze_many(
+        self, images: Sequence[Image.Image], tasks: Sequence[Task]
+    ) -> list[AnalysisReport]:
+        """One report per image, each as if that image had been analysed alone; every
+        detector and model sees all the images' regions at once."""
+        check_unique_ids(tasks)
+        plans = {task.operation_id: self._plan(task) for task in tasks}
+        live = [plan for plan in plans.values() if isinstance(plan, _Plan)]
+        stage_s: dict[str, float] = {}
+        resolvers = [RegionResolver(image) for image in images]
+        if images:
+            self._detect_all(resolvers, live, stage_s)
+        results: list[dict[str, OperationResult]] = [{} for _ in images]
+        needs: dict[tuple[int, str], tuple[Region, _Need]] = {}
+        wanted: dict[str, dict[_Need, Any]] = {}
+        for index, resolver in enumerate(resolvers):
+            for plan in live:
+                op_id = plan.task.operation_id
+                try:
+                    if plan.model is None:
+                        results[index][op_id] = self._detected(resolver, plan)
+                        continue
+                    region = resolver.region(plan.target, plan.face_context)
+                except Exception as exc:  # noqa: BLE001 - the task's result says what it was
+                    results[index][op_id] = _failure(plan.task, exc)
+                    continue
+                caption = plan.model == "caption"
+                need: _Need = (
+                    index,
+                    tuple(region.bbox) if region.bbox else None,
+                    plan.max_length if caption else None,
+                )
+                item = CaptionRequest(region.image, plan.max_length) if caption else region.image
+                wanted.setdefault(plan.model, {})[need] = item
+                needs[(index, op_id)] = (region, need)
+        outputs: dict[str, dict[_Need, Any]] = {}
+        for model, items in wanted.items():
+            started = time.perf_counter()
+            keys = list(items)
+            found = self._run_each(model, [items[k] for k in keys])
+            outputs[model] = dict(zip(keys, found, strict=True))
+            stage_s[model] = time.perf_counter() - started
+        reports = []
+        for index, resolver in enumerate(resolvers):
+            ordered: dict[str, OperationResult] = {}
+            timings = {k: v for k, v in stage_s.items() if k.startswith("detect_")}
+            for task in tasks:
+                op_id = task.operation_id
+                planned = plans[op_id]
+                timings[op_id] = 0.0
+                if isinstance(planned, OperationResult):
+                    ordered[op_id] = planned
+                elif op_id in results[index] or planned.model is None:
+                    ordered[op_id] = results[index][op_id]
+                else:
+                    region, need = needs[(index, op_id)]
+                    output = outputs[planned.model][need]
+                    ordered[op_id] = self._finish(planned, output, region, resolver)
+                    timings[op_id] = stage_s[planned.model]
+            reports.append(AnalysisReport(ordered, timings))
+            log.info(
+                "analysed %dx%d image: %s",
+                resolver.image.width,
+                resolver.image.height,
+                ", ".join(f"{k}={v * 1000:.1f}ms" for k, v in timings.items()),
+            )
+        return reports
+
+    def _detect_all(
+        self, resolvers: list[RegionResolver], plans: list[_Plan], stage_s: dict[str, float]
+    ) -> None:
+        """The person and face detections the tasks need, each over every image at once."""
+        faces = [p.face_context for p in plans if p.target is Target.PROMINENT_FACE]
+        if any(p.target is Target.PROMINENT_PERSON for p in plans) or (
+            Target.PROMINENT_PERSON in faces
+        ):
+            started = time.perf_counter()
+            found = self._run_each("person_detector", [r.image for r in resolvers])
+            for resolver, detections in zip(resolvers, found, strict=True):
+                resolver.found_person(detections)
+            stage_s["detect_person"] = time.perf_counter() - started
+        for context in FACE_CONTEXTS:
+            if context not in faces:
+                continue
+            started = time.perf_counter()
+            searched: list[tuple[RegionResolver, Region]] = []
+            for resolver in resolvers:
+                try:
+                    searched.append((resolver, resolver.face_to_detect(context)))
+                except Exception as exc:  # noqa: BLE001 - raised again for each task needing it
+                    resolver.found_face(context, None, exc)
+            found = self._run_each("face_detector", [where.image for _, where in searched])
+            for (resolver, where), detections in zip(searched, found, strict=True):
+                resolver.found_face(context, where, detections)
+            stage_s[f"detect_face_in_{context.value}"] = time.perf_counter() - started
+
+    def _run_each(self, model: str, items: list[Any]) -> list[Any]:
+        """Each item's output or exception; a model that cannot be loaded fails every item,
+        a full queue fails the request."""
+        if not items:
+            return []
+        try:
+            with self._pool.lease(model) as loaded:
+                return loaded.run_each(items)
+        except OverloadedError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - each item's task reports it
+            return [exc] * len(items)
+
+    # --- one task ---------------------------------------------------------------------------
+
+    def _plan(self, task: Task) -> _Plan | OperationResult:
+        """The task checked once for the whole request: what it works on and with which
+        model; a result instead when it is skipped or fails whatever the image."""
         try:
             op, target, face_context = self._parse(task)
             if op is OperationType.DETECT_BOUNDING_BOX:
-                return self._detect(resolver, target, face_context)
-            region = resolver.region(target, face_context)
-            data = self._compute(op, task.params, region, embeddings)
-            return OperationResult(Status.SUCCESS, data, region.bbox, resolver.png(region), None)
-        except SkipTaskError as exc:
-            return OperationResult(Status.SKIPPED, error_message=str(exc))
-        except (TaskError, ViewfinderError) as exc:
-            if isinstance(exc, OverloadedError):
-                raise
-            return OperationResult(Status.ERROR, error_message=str(exc))
-        except Exception as exc:  # one broken task must not fail the others
-            log.exception("task %s (%s) failed", task.operation_id, task.type)
-            return OperationResult(
-                Status.ERROR,
-                error_message=f"internal error in {task.type}: {exc.__class__.__name__}",
+                return _Plan(task, op, target, face_context, None)
+            if op in EMBEDDING_OPERATIONS:
+                return _Plan(task, op, target, face_context, self._embedding_model(op, task))
+            if op is OperationType.CLASSIFY:
+                classifier = self._classifier(task.params)
+                model = self._embedding_model(classifier_embedding(classifier), None)
+                return _Plan(task, op, target, face_context, model, classifier=classifier)
+            max_length = _int_param(
+                task.params, "max_length", DEFAULT_CAPTION_LENGTH, 1, MAX_CAPTION_LENGTH
             )
+            return _Plan(task, op, target, face_context, "caption", max_length=max_length)
+        except Exception as exc:  # noqa: BLE001 - the task's result says what it was
+            return _failure(task, exc)
+
+    def _embedding_model(self, op: OperationType, task: Task | None) -> str:
+        """The pool model of an embedding operation; CLIP's is the one ``params.model``
+        names (the default one when it names none; ``task`` None: always the default)."""
+        if op is not OperationType.EMBED_CLIP_VIT_B_32:
+            model = OPERATIONS[op].model
+            assert model is not None
+            return model
+        name = task.params.get("model") if task is not None else None
+        if name is None:
+            return self._clip_models[DEFAULT_CLIP]
+        if isinstance(name, str) and name in self._clip_models:
+            return self._clip_models[name]
+        shown = repr(name) if len(repr(name)) <= 60 else f"{repr(name)[:60]}..."
+        raise SkipTaskError(
+            f"Unknown CLIP model {shown}; configured: {', '.join(self._clip_models)} "
+            "(VIEWFINDER_CLIP_MODELS names more)."
+        )
 
     @staticmethod
     def _parse(task: Task) -> tuple[OperationType, Target, Target]:
+        """The operation, target and face context; an unknown operation type or a target the
+        operation does not take skips the task (seed 000 does), a bad face_context fails it."""
         try:
             op = OperationType(task.type)
         except ValueError:
             known = ", ".join(o.value for o in OperationType)
-            raise TaskError(f"Unknown operation type {task.type!r}; available: {known}") from None
+            shown = repr(task.type) if len(task.type) <= 60 else f"{task.type[:60]!r}..."
+            raise SkipTaskError(f"Unsupported operation type {shown}; available: {known}") from None
         spec = OPERATIONS[op]
-        target = _choice(task.params, "target", spec.allowed_targets, spec.default_target)
+        try:
+            target = _choice(task.params, "target", spec.allowed_targets, spec.default_target)
+        except TaskError as exc:
+            raise SkipTaskError(f"{exc} (for {op.value})") from None
         # face_context only says where a face is searched: for any other target it is unused,
         # so a value there is ignored rather than failing the task.
         face_context = (
@@ -181,48 +410,40 @@ class AnalysisService:
         return op, target, face_context
 
     @staticmethod
-    def _detect(resolver: RegionResolver, target: Target, face_context: Target) -> OperationResult:
+    def _detected(resolver: RegionResolver, plan: _Plan) -> OperationResult:
         found = (
-            resolver.person() if target is Target.PROMINENT_PERSON else resolver.face(face_context)
+            resolver.person()
+            if plan.target is Target.PROMINENT_PERSON
+            else resolver.face(plan.face_context)
         )
         data = None if found is None else resolver.region_for_box(found.box).bbox
         return OperationResult(Status.SUCCESS, data)
 
-    def _compute(
-        self,
-        op: OperationType,
-        params: dict[str, Any],
-        region: Region,
-        embeddings: dict[tuple[str, tuple[int, ...] | None], list[float]],
-    ) -> Any:
-        if op in EMBEDDING_OPERATIONS:
-            return self._embedding(op, region, embeddings)
-        if op is OperationType.CLASSIFY:
-            return self._classify(params, region, embeddings)
-        max_length = _int_param(params, "max_length", DEFAULT_CAPTION_LENGTH, 1, MAX_CAPTION_LENGTH)
-        caption: str = self._pool.run("caption", CaptionRequest(region.image, max_length))
-        return caption
+    @staticmethod
+    def _finish(
+        plan: _Plan, output: Any, region: Region, resolver: RegionResolver
+    ) -> OperationResult:
+        """The task's result from its model's output on its region."""
+        try:
+            if isinstance(output, BaseException):
+                raise output
+            data: Any
+            if plan.op is OperationType.CLASSIFY:
+                assert plan.classifier is not None
+                probability = plan.classifier.probability(np.asarray(output, dtype=np.float32))
+                data = {
+                    "is_in_collection": probability >= plan.classifier.threshold,
+                    "probability": probability,
+                }
+            elif plan.op in EMBEDDING_OPERATIONS:
+                data = [float(v) for v in np.asarray(output, dtype=np.float32)]
+            else:
+                data = output
+            return OperationResult(Status.SUCCESS, data, region.bbox, resolver.png(region), None)
+        except Exception as exc:  # noqa: BLE001 - one broken task must not fail the others
+            return _failure(plan.task, exc)
 
-    def _embedding(
-        self,
-        op: OperationType,
-        region: Region,
-        cache: dict[tuple[str, tuple[int, ...] | None], list[float]],
-    ) -> list[float]:
-        model = OPERATIONS[op].model
-        assert model is not None
-        key = (model, tuple(region.bbox) if region.bbox else None)
-        if key not in cache:
-            vector = np.asarray(self._pool.run(model, region.image), dtype=np.float32)
-            cache[key] = [float(v) for v in vector]
-        return cache[key]
-
-    def _classify(
-        self,
-        params: dict[str, Any],
-        region: Region,
-        embeddings: dict[tuple[str, tuple[int, ...] | None], list[float]],
-    ) -> dict[str, Any]:
+    def _classifier(self, params: dict[str, Any]) -> LinearClassifier:
         if params.get("collection_id") is None:
             raise SkipTaskError("Missing required parameter 'collection_id' for classify.")
         # Any 64-bit integer is a valid id; one with no classifier (a negative one never has
@@ -234,21 +455,33 @@ class AnalysisService:
                 f"No classifier model found for collection_id {collection_id}; train one with "
                 "`viewfinder train-classifiers` or place it in the classifier directory."
             )
-        try:
-            embed_op = OperationType(classifier.embedding)
-        except ValueError:
-            raise TaskError(
-                f"classifier for collection {collection_id} uses unknown embedding "
-                f"{classifier.embedding!r}"
-            ) from None
-        if embed_op not in EMBEDDING_OPERATIONS:
-            raise TaskError(f"classifier embedding {classifier.embedding!r} is not an embedding")
-        features = np.asarray(self._embedding(embed_op, region, embeddings), dtype=np.float32)
-        probability = classifier.probability(features)
-        return {
-            "is_in_collection": probability >= classifier.threshold,
-            "probability": probability,
-        }
+        return classifier
+
+
+def classifier_embedding(classifier: LinearClassifier) -> OperationType:
+    """The embedding operation a classifier was trained on (TaskError when it is none)."""
+    try:
+        embed_op = OperationType(classifier.embedding)
+    except ValueError:
+        raise TaskError(f"classifier uses unknown embedding {classifier.embedding!r}") from None
+    if embed_op not in EMBEDDING_OPERATIONS:
+        raise TaskError(f"classifier embedding {classifier.embedding!r} is not an embedding")
+    return embed_op
+
+
+def _failure(task: Task, exc: BaseException) -> OperationResult:
+    """A task's exception as its result: skipped, an error with its message, or (a bug) an
+    internal error that names only its kind. A full model queue fails the whole request."""
+    if isinstance(exc, OverloadedError):
+        raise exc
+    if isinstance(exc, SkipTaskError):
+        return OperationResult(Status.SKIPPED, error_message=str(exc))
+    if isinstance(exc, (TaskError, ViewfinderError)):
+        return OperationResult(Status.ERROR, error_message=str(exc))
+    log.error("task %s (%s) failed", task.operation_id, task.type, exc_info=exc)
+    return OperationResult(
+        Status.ERROR, error_message=f"internal error in {task.type}: {exc.__class__.__name__}"
+    )
 
 
 def _choice(

@@ -27,6 +27,35 @@ class AnalyzeImageResponse(BaseModel):
     results: dict[str, OperationResultOut]
 
 
+class AnalyzeImagesRequest(BaseModel):
+    image_urls: list[str] = Field(
+        description="http(s) URLs of the images, analysed in this order (at most "
+        "VIEWFINDER_ANALYZE_BATCH_MAX_URLS of them: 413 past it)."
+    )
+    tasks: list[TaskIn] = Field(max_length=MAX_TASKS)
+
+
+class AnalyzedImage(BaseModel):
+    """One URL's analysis: exactly the body /analyze_image/ answers for it."""
+
+    image_url: str
+    results: dict[str, OperationResultOut]
+
+
+class UnanalyzedImage(BaseModel):
+    """A URL whose image could not be downloaded or decoded: the ``detail`` /analyze_image/
+    answers it with (its 400 or 413)."""
+
+    image_url: str
+    detail: str
+
+
+class AnalyzeImagesResponse(BaseModel):
+    items: list[AnalyzedImage | UnanalyzedImage] = Field(
+        description="One per URL, in the order of image_urls."
+    )
+
+
 class OperationInfo(BaseModel):
     description: str
     allowed_targets: list[str]
@@ -35,3 +64,7 @@ class OperationInfo(BaseModel):
 
 class AvailableOperationsResponse(BaseModel):
     operations: dict[str, OperationInfo]
+    clip_models: list[str] = Field(
+        description="The CLIP models an embed_clip_vit_b_32 task may name in params.model: "
+        '"default" (VIEWFINDER_CLIP_MODEL) first, then those of VIEWFINDER_CLIP_MODELS.'
+    )

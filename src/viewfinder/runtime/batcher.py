@@ -44,6 +44,14 @@ class MicroBatcher:
         self.items_run = 0
         self._thread.start()
 
+    @property
+    def max_batch_size(self) -> int:
+        return self._policy.max_batch_size
+
+    @property
+    def queue_limit(self) -> int:
+        return self._policy.queue_limit
+
     def submit(self, item: Any) -> Future[Any]:
         """Queue one item; its future resolves to the raw output. Full queue: OverloadedError;
         closed (the model was unloaded): ModelUnavailableError."""

@@ -8,7 +8,9 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from concurrent.futures import Future
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
@@ -56,6 +58,40 @@ class LoadedModel:
         return [
             self.model.postprocess(f.result(), p) for f, p in zip(futures, prepared, strict=True)
         ]
+
+    def run_each(self, items: Sequence[Any]) -> list[Any]:
+        """Like ``run_many``, but each item's failure is its own: the list holds each item's
+        output, or the exception its preprocessing, forward or postprocessing raised. Items
+        are prepared a batch at a time and queued together, so the batcher sees whole batches
+        (one forward for up to ``max_batch_size`` of them) while the next batch is prepared; at
+        most two batches (and never more than the queue's limit) wait at once. A full queue
+        (``OverloadedError``) still fails the call."""
+        self.last_used = time.monotonic()
+        size = self.batcher.max_batch_size
+        window = max(1, min(2 * size, self.batcher.queue_limit))
+        out: list[Any] = [None] * len(items)
+        pending: deque[tuple[int, Any, Future[Any]]] = deque()
+
+        def collect(until: int) -> None:
+            while len(pending) > until:
+                index, prepared, future = pending.popleft()
+                try:
+                    out[index] = self.model.postprocess(future.result(), prepared)
+                except Exception as exc:  # noqa: BLE001 - handed to the caller, item by item
+                    out[index] = exc
+
+        for start in range(0, len(items), size):
+            chunk: list[tuple[int, Any]] = []
+            for index in range(start, min(start + size, len(items))):
+                try:
+                    chunk.append((index, self.model.preprocess(items[index])))
+                except Exception as exc:  # noqa: BLE001 - handed to the caller, item by item
+                    out[index] = exc
+            collect(max(0, window - len(chunk)))
+            for index, prepared in chunk:
+                pending.append((index, prepared, self.batcher.submit(prepared)))
+        collect(0)
+        return out
 
 
 class ModelPool:

@@ -75,8 +75,9 @@ TINY_IMAGE_SIZE = 32
 TINY_PATCH_SIZE = 8
 
 
-def build_tiny_clip(path: Path) -> Path:
-    """CLIP with 32-wide, 2-layer towers, 32x32 input, 16-d projection.
+def build_tiny_clip(path: Path, projection_dim: int = 16) -> Path:
+    """CLIP with 32-wide, 2-layer towers, 32x32 input, 16-d projection (or ``projection_dim``:
+    a second tiny CLIP whose vectors have another length).
 
     Its ``preprocessor_config.json`` has the OpenAI checkpoint's legacy layout (bare integers)
     with shortest edge 40 and crop 32, so resize and crop both do something.
@@ -86,7 +87,7 @@ def build_tiny_clip(path: Path) -> Path:
         tokenizer,
         text_tower=TINY_TOWER,
         vision_tower={**TINY_TOWER, "image_size": TINY_IMAGE_SIZE, "patch_size": TINY_PATCH_SIZE},
-        projection_dim=16,
+        projection_dim=projection_dim,
     )
     preprocessor = _openai_clip_preprocessor(shortest_edge=40, crop=TINY_IMAGE_SIZE)
     return _save(path, lambda: CLIPModel(config), tokenizer, preprocessor)

@@ -1,4 +1,5 @@
-"""Seed 000's analysis surface: /analyze_image/, /analyze_image_upload/, /available_operations/."""
+"""Seed 000's analysis surface: /analyze_image/, /analyze_image_upload/, /available_operations/,
+and /analyze_images/ (many URLs with the same tasks, the seed's to-do)."""
 
 from __future__ import annotations
 
@@ -14,10 +15,14 @@ from viewfinder.analysis.tasks import TaskIn, parse_tasks_json
 from viewfinder.api.deps import services
 from viewfinder.api.errors import ACCESS_STATUSES, error_responses
 from viewfinder.api.schemas_analysis import (
+    AnalyzedImage,
     AnalyzeImageRequest,
     AnalyzeImageResponse,
+    AnalyzeImagesRequest,
+    AnalyzeImagesResponse,
     AvailableOperationsResponse,
     OperationInfo,
+    UnanalyzedImage,
 )
 from viewfinder.api.uploads import read_upload
 
@@ -73,10 +78,35 @@ async def analyze_image_upload(
     return _render(f"uploaded:{image_file.filename or 'file'}", report, response)
 
 
+@router.post(
+    "/analyze_images/",
+    response_model=AnalyzeImagesResponse,
+    responses=error_responses(413, 422, 503),
+)
+async def analyze_images(body: AnalyzeImagesRequest, request: Request) -> AnalyzeImagesResponse:
+    """Analyse the images at ``image_urls`` with the same tasks: one item per URL, in order,
+    each what /analyze_image/ answers for it (``results``), or its ``detail`` when its image
+    could not be downloaded or decoded (the others are analysed all the same). The images are
+    downloaded a few at once and every model sees them together."""
+    service = services(request).analysis
+    tasks = _tasks(body.tasks)
+    check_unique_ids(tasks)  # before any download: a bad request costs nothing
+    outcomes = await run_in_threadpool(service.analyze_urls, body.image_urls, tasks)
+    items: list[AnalyzedImage | UnanalyzedImage] = []
+    for url, outcome in zip(body.image_urls, outcomes, strict=True):
+        if isinstance(outcome, AnalysisReport):
+            items.append(AnalyzedImage.model_validate(response_payload(url, outcome)))
+        else:
+            items.append(UnanalyzedImage(image_url=url, detail=str(outcome)))
+    return AnalyzeImagesResponse(items=items)
+
+
 @router.get("/available_operations/", response_model=AvailableOperationsResponse)
-async def available_operations() -> AvailableOperationsResponse:
-    """Every operation with its description, allowed targets and default target."""
+async def available_operations(request: Request) -> AvailableOperationsResponse:
+    """Every operation with its description, allowed targets and default target, and the
+    CLIP models an embedding task may name."""
     return AvailableOperationsResponse(
+        clip_models=services(request).analysis.clip_models,
         operations={
             op.value: OperationInfo(
                 description=spec.description,
@@ -84,5 +114,5 @@ async def available_operations() -> AvailableOperationsResponse:
                 default_target=spec.default_target.value,
             )
             for op, spec in OPERATIONS.items()
-        }
+        },
     )
