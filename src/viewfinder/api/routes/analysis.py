@@ -81,7 +81,7 @@ async def analyze_image_upload(
 @router.post(
     "/analyze_images/",
     response_model=AnalyzeImagesResponse,
-    responses=error_responses(413, 422, 503),
+    responses=error_responses(400, 413, 422, 503),
 )
 async def analyze_images(body: AnalyzeImagesRequest, request: Request) -> AnalyzeImagesResponse:
     """Analyse the images at ``image_urls`` with the same tasks: one item per URL, in order,
