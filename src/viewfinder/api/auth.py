@@ -35,6 +35,7 @@ READ_ONLY_POSTS = frozenset(
     {
         "/analyze_image/",
         "/analyze_image_upload/",
+        "/analyze_images/",
         "/api/v1/search",
         "/api/v1/search/image",
         "/api/demo_backend_v2/image_search/search",
