@@ -165,12 +165,13 @@ def test_min_score_cuts_before_the_date_order_and_says_when_nothing_passed(
 
 def test_bad_sorts_are_refused(served: Served) -> None:
     client = served.client
-    for body, status in [
+    cases: list[tuple[dict[str, Any], int]] = [
         ({"sort": "random"}, 422),
         ({"sort": "newest", "candidates": 0}, 422),
         ({"sort": "newest", "candidates": 1001}, 422),
         ({"candidates": 10}, 400),  # candidates bounds a date sort only
-    ]:
+    ]
+    for body, status in cases:
         response = post(client, **body)
         assert response.status_code == status, (body, response.text)
     refused = client.post(
@@ -259,7 +260,7 @@ def test_impossible_people_filters_are_refused(served: Served) -> None:
     client = served.client
     upload(client, "a.jpg", jpeg((250, 0, 0)))
     served.embed_all()
-    for body, status, words in [
+    refused: list[tuple[dict[str, Any], int, str]] = [
         ({"only_people": True}, 400, "only_people needs the people it means"),
         ({"only_people": True, "exclude_person_ids": [1]}, 400, "only_people needs"),
         ({"person_ids": [1, 2], "exclude_person_ids": [2]}, 400, "person 2 is both wanted"),
@@ -268,16 +269,18 @@ def test_impossible_people_filters_are_refused(served: Served) -> None:
         ({"exclude_person_ids": list(range(1, 22))}, 422, "at most 20"),
         ({"exclude_person_ids": [2**63]}, 422, "less than or equal to"),
         ({"any_person_ids": ["x"]}, 422, "valid integer"),
-    ]:
+    ]
+    for body, status, words in refused:
         response = post(client, **body)
         assert response.status_code == status, (body, response.text)
         assert words in response.text, (body, response.text)
-    for form, status in [
+    forms: list[tuple[dict[str, Any], int]] = [
         ({"only_people": "true"}, 400),
         ({"person_ids": [4], "exclude_person_ids": [4]}, 400),
         ({"exclude_person_ids": list(range(1, 22))}, 422),
         ({"any_person_ids": list(range(1, 22))}, 422),
-    ]:
+    ]
+    for form, status in forms:
         response = client.post(
             "/api/v1/search/image", files={"file": ("q.jpg", jpeg((1, 2, 3)))}, data=form
         )
