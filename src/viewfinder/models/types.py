@@ -29,3 +29,12 @@ class Detection:
         if self.landmarks is not None:
             marks = tuple((x + dx, y + dy) for x, y in self.landmarks)
         return Detection((x1 + dx, y1 + dy, x2 + dx, y2 + dy), self.score, marks)
+
+
+@dataclass(frozen=True)
+class LabeledDetection:
+    """One object of a known class (a COCO label such as "dog"), ``box`` as in ``Detection``."""
+
+    label: str
+    box: BoxXYXY
+    score: float

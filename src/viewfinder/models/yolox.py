@@ -1,7 +1,9 @@
-"""Person detection with a YOLOX ONNX export (raw head output) run by ONNX Runtime.
+"""Person and object detection with a YOLOX ONNX export (raw head output) run by ONNX Runtime.
 
 The same code serves the YOLOX-nano test weights (416 px) and the official YOLOX-s release
-(640 px): the input size is read from the model, and the grid decode depends only on it.
+(640 px): the input size is read from the model, and the grid decode depends only on it. The
+exports are COCO detectors: ``YoloxPersonDetector`` keeps class 0 (person), ``YoloxObjectDetector``
+every one of the 80 classes, each detection with its label (``COCO_LABELS``).
 """
 
 from __future__ import annotations
@@ -17,12 +19,30 @@ from numpy.typing import NDArray
 from PIL import Image
 
 from viewfinder.models.nms import nms
-from viewfinder.models.types import Detection
+from viewfinder.models.types import Detection, LabeledDetection
 
 STRIDES = (8, 16, 32)
 PERSON_CLASS = 0
 PAD_VALUE = 114  # the grey YOLOX pads its letterbox with during training
 PREFERRED_PROVIDERS = ("CUDAExecutionProvider", "CPUExecutionProvider")
+# The 80 COCO classes in the order of the detector's class scores (YOLOX's COCO_CLASSES), with
+# the short names users type: "tv" (COCO's "tv monitor"), "couch", "cell phone"...
+COCO_LABELS = (
+    "person", "bicycle", "car", "motorcycle", "airplane", "bus", "train", "truck", "boat",
+    "traffic light", "fire hydrant", "stop sign", "parking meter", "bench", "bird", "cat", "dog",
+    "horse", "sheep", "cow", "elephant", "bear", "zebra", "giraffe", "backpack", "umbrella",
+    "handbag", "tie", "suitcase", "frisbee", "skis", "snowboard", "sports ball", "kite",
+    "baseball bat", "baseball glove", "skateboard", "surfboard", "tennis racket", "bottle",
+    "wine glass", "cup", "fork", "knife", "spoon", "bowl", "banana", "apple", "sandwich", "orange",
+    "broccoli", "carrot", "hot dog", "pizza", "donut", "cake", "chair", "couch", "potted plant",
+    "bed", "dining table", "toilet", "tv", "laptop", "mouse", "remote", "keyboard", "cell phone",
+    "microwave", "oven", "toaster", "sink", "refrigerator", "book", "clock", "vase", "scissors",
+    "teddy bear", "hair drier", "toothbrush",
+)  # fmt: skip
+# At most this many objects are kept of one image (best first): a crowd or a shelf of books
+# is still searchable without thousands of rows.
+MAX_OBJECTS = 100
+PRE_NMS_TOP = 1000  # NMS is quadratic: only the best candidates of a very low threshold go in
 
 
 @dataclass(frozen=True)
@@ -82,8 +102,43 @@ def decode_persons(
     return boxes.astype(np.float32), scores.astype(np.float32)
 
 
-class YoloxPersonDetector:
-    """BatchModel: RGB PIL image -> person detections, best first."""
+def decode_objects(
+    raw: NDArray[np.float32],
+    grid: NDArray[np.float32],
+    strides: NDArray[np.float32],
+    min_score: float,
+) -> tuple[NDArray[np.float32], NDArray[np.float32], NDArray[np.int64]]:
+    """Boxes (xyxy, model-input pixels), scores and class ids of every class from one image's
+    raw head output: each anchor votes for its best class (objectness x class score), as
+    YOLOX's own postprocess does."""
+    class_scores = raw[:, 5:] * raw[:, 4:5]
+    classes = np.argmax(class_scores, axis=1)
+    scores = class_scores[np.arange(len(classes)), classes]
+    keep = scores >= min_score
+    raw, scores, classes = raw[keep], scores[keep], classes[keep]
+    centers = (raw[:, :2] + grid[keep]) * strides[keep]
+    sizes = np.exp(raw[:, 2:4]) * strides[keep]
+    boxes = np.concatenate([centers - sizes / 2, centers + sizes / 2], axis=1)
+    return boxes.astype(np.float32), scores.astype(np.float32), classes.astype(np.int64)
+
+
+def classwise_nms(
+    boxes: NDArray[np.float32],
+    scores: NDArray[np.float32],
+    classes: NDArray[np.int64],
+    iou_threshold: float,
+) -> NDArray[np.int64]:
+    """NMS within each class only (a dog on a sofa keeps both boxes), best first: each class's
+    boxes are moved apart by more than the image, so boxes of two classes never overlap."""
+    if len(boxes) == 0:
+        return np.zeros(0, dtype=np.int64)
+    span = float(boxes.max() - boxes.min()) + 1.0
+    shifted = boxes + (classes.astype(np.float32) * span)[:, None]
+    return np.asarray(nms(shifted, scores, iou_threshold), dtype=np.int64)
+
+
+class _YoloxSession:
+    """The ONNX session and the shared BatchModel steps (letterbox, run) of both detectors."""
 
     def __init__(
         self,
@@ -122,16 +177,51 @@ class YoloxPersonDetector:
             for prepared in batch
         ]
 
+    def warmup_item(self) -> Image.Image:
+        return Image.new("RGB", (320, 240), (127, 127, 127))
+
+
+def _to_original(boxes: NDArray[np.float32], prepared: LetterboxedImage) -> NDArray[np.float32]:
+    limits = np.array([prepared.width, prepared.height] * 2, dtype=np.float32)
+    clipped: NDArray[np.float32] = np.clip(boxes / prepared.ratio, 0.0, limits)
+    return clipped
+
+
+class YoloxPersonDetector(_YoloxSession):
+    """BatchModel: RGB PIL image -> person detections, best first."""
+
     def postprocess(self, raw: NDArray[np.float32], prepared: LetterboxedImage) -> list[Detection]:
         boxes, scores = decode_persons(raw, self._grid, self._strides, self.min_score)
         kept = nms(boxes, scores, self.nms_iou)
-        limits = np.array([prepared.width, prepared.height] * 2, dtype=np.float32)
-        boxes = np.clip(boxes[kept] / prepared.ratio, 0.0, limits)
+        boxes = _to_original(boxes[kept], prepared)
         return [
             Detection((x1, y1, x2, y2), score)
             for (x1, y1, x2, y2), score in zip(boxes.tolist(), scores[kept].tolist(), strict=True)
             if x2 > x1 and y2 > y1  # a box over the letterbox padding is empty once clipped
         ]
 
-    def warmup_item(self) -> Image.Image:
-        return Image.new("RGB", (320, 240), (127, 127, 127))
+
+class YoloxObjectDetector(_YoloxSession):
+    """BatchModel: RGB PIL image -> detections of every COCO class with their labels, best
+    first, at most ``MAX_OBJECTS``."""
+
+    def postprocess(
+        self, raw: NDArray[np.float32], prepared: LetterboxedImage
+    ) -> list[LabeledDetection]:
+        if raw.shape[1] != 5 + len(COCO_LABELS):
+            raise ValueError(
+                f"not a COCO detector: {raw.shape[1] - 5} classes, expected {len(COCO_LABELS)}"
+            )
+        boxes, scores, classes = decode_objects(raw, self._grid, self._strides, self.min_score)
+        if len(scores) > PRE_NMS_TOP:
+            best = np.argsort(-scores, kind="stable")[:PRE_NMS_TOP]
+            boxes, scores, classes = boxes[best], scores[best], classes[best]
+        kept = classwise_nms(boxes, scores, classes, self.nms_iou)[:MAX_OBJECTS]
+        boxes = _to_original(boxes[kept], prepared)
+        return [
+            LabeledDetection(COCO_LABELS[label], (x1, y1, x2, y2), score)
+            for (x1, y1, x2, y2), score, label in zip(
+                boxes.tolist(), scores[kept].tolist(), classes[kept].tolist(), strict=True
+            )
+            if x2 > x1 and y2 > y1
+        ]
