@@ -268,7 +268,7 @@ def test_models_list_says_what_is_missing_in_words(
     if all(Path(v).exists() for v in local.values()):  # ../shared's detectors present
         complete = runner.invoke(app, ["models", "list"], env=env)
         assert complete.exit_code == 0, complete.output
-        assert complete.stdout.splitlines()[-1] == "all 8 models are available"
+        assert complete.stdout.splitlines()[-1] == "all 9 models are available"
         assert "missing" not in complete.stdout
         assert "not downloaded" not in complete.stdout
 

@@ -80,6 +80,11 @@ def model_entries(settings: Settings, device: str) -> dict[str, ModelEntry]:
 
         return YoloxPersonDetector(path, min_score=settings.person_min_score)
 
+    def object_detector(path: Path) -> BatchModel[Any, Any, Any]:
+        from viewfinder.models.yolox import YoloxObjectDetector
+
+        return YoloxObjectDetector(path, min_score=settings.object_min_score)
+
     def face_detector(path: Path) -> BatchModel[Any, Any, Any]:
         if settings.face_detector == "mtcnn":
             from viewfinder.models.mtcnn import MtcnnFaceDetector
@@ -96,6 +101,12 @@ def model_entries(settings: Settings, device: str) -> dict[str, ModelEntry]:
         # a CPU-only configuration keeps ONNX Runtime off a GPU it would otherwise prefer.
         cpu_only = ["CPUExecutionProvider"] if device == "cpu" else None
         return FaceRecognizer(path, providers=cpu_only)
+
+    def ocr(path: Path) -> BatchModel[Any, Any, Any]:
+        from viewfinder.models.ocr import OcrReader
+
+        cpu_only = ["CPUExecutionProvider"] if device == "cpu" else None
+        return OcrReader(path, threads=settings.torch_threads, providers=cpu_only)
 
     face_setting = "mtcnn_model" if settings.face_detector == "mtcnn" else "yunet_model"
     entries = [
@@ -122,6 +133,13 @@ def model_entries(settings: Settings, device: str) -> dict[str, ModelEntry]:
             person_detector,
         ),
         ModelEntry(
+            "object_detector",
+            "YOLOX COCO object detector (ONNX Runtime)",
+            _src("object_detector", "object_detector_model", settings),
+            (),
+            object_detector,
+        ),
+        ModelEntry(
             "face_detector",
             f"{settings.face_detector} face detector",
             _src("face_detector", face_setting, settings),
@@ -134,6 +152,13 @@ def model_entries(settings: Settings, device: str) -> dict[str, ModelEntry]:
             _src("face_recognizer", "face_recognizer_model", settings),
             (),
             face_recognizer,
+        ),
+        ModelEntry(
+            "ocr",
+            "PP-OCR text detector and recogniser (ONNX Runtime)",
+            _src("ocr", "ocr_model", settings),
+            (),
+            ocr,
         ),
     ]
     # More CLIP image towers for embedding tasks that name one (VIEWFINDER_CLIP_MODELS); one

@@ -19,6 +19,11 @@ from viewfinder.imaging.allowlist import Allowlist
 DEFAULT_YOLOX_URL = (
     "https://github.com/Megvii-BaseDetection/YOLOX/releases/download/0.1.1rc0/yolox_s.onnx"
 )
+# The objects task's COCO detector: YOLOX-nano (416 px), ~20-30 ms an image on a CPU, where
+# YOLOX-s (the person detector's default) costs about 25 times the compute.
+DEFAULT_OBJECT_DETECTOR_URL = (
+    "https://github.com/Megvii-BaseDetection/YOLOX/releases/download/0.1.1rc0/yolox_nano.onnx"
+)
 DEFAULT_YUNET_URL = (
     "https://github.com/opencv/opencv_zoo/raw/main/models/face_detection_yunet/"
     "face_detection_yunet_2023mar.onnx"
@@ -28,6 +33,8 @@ DEFAULT_SFACE_URL = (
     "https://github.com/opencv/opencv_zoo/raw/main/models/face_recognition_sface/"
     "face_recognition_sface_2021dec.onnx"
 )
+# A folder inside an installed package (see runtime.sources): the rapidocr wheel's models.
+DEFAULT_OCR_MODELS = "package:rapidocr/models"
 
 
 _MODEL_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
@@ -112,6 +119,10 @@ class Settings(BaseSettings):
     face_detector: Literal["yunet", "mtcnn"] = Field(
         "yunet", validation_alias=_env("FACE_DETECTOR")
     )
+    # The COCO detector of the ``objects`` task (any YOLOX ONNX export with raw head output).
+    object_detector_model: str = Field(
+        DEFAULT_OBJECT_DETECTOR_URL, validation_alias=_env("OBJECT_DETECTOR_MODEL")
+    )
     yunet_model: str = Field(DEFAULT_YUNET_URL, validation_alias=_env("YUNET_MODEL"))
     mtcnn_model: str = Field(DEFAULT_MTCNN_URL, validation_alias=_env("MTCNN_MODEL"))
     face_recognizer_model: str = Field(
@@ -123,6 +134,9 @@ class Settings(BaseSettings):
     clip_models: Annotated[dict[str, str], NoDecode] = Field(
         default_factory=dict, validation_alias=_env("CLIP_MODELS")
     )
+    # The OCR detector and recogniser: a folder with one *det*.onnx and one *rec*.onnx (PP-OCR
+    # exports); the default is the PP-OCRv6 pair the rapidocr wheel ships (a dependency).
+    ocr_model: str = Field(DEFAULT_OCR_MODELS, validation_alias=_env("OCR_MODEL"))
     offline: bool = Field(
         False, validation_alias=_env("OFFLINE", "HF_HUB_OFFLINE")
     )  # never download: use only local paths and the model cache
@@ -152,6 +166,10 @@ class Settings(BaseSettings):
     # --- detection thresholds ------------------------------------------------------------------
     person_min_score: float = Field(0.4, ge=0, le=1, validation_alias=_env("PERSON_MIN_SCORE"))
     face_min_score: float = Field(0.6, ge=0, le=1, validation_alias=_env("FACE_MIN_SCORE"))
+    # An object is stored (and found by the ``objects`` search filter) from this score on; 0.4
+    # gave no wrong label on coco8 with YOLOX-nano, where 0.3 stored 3 wrong ones for the same
+    # recall (benchmarks/objects.py).
+    object_min_score: float = Field(0.4, ge=0, le=1, validation_alias=_env("OBJECT_MIN_SCORE"))
 
     # --- the image library ---------------------------------------------------------------------
     import_roots: Annotated[list[Path], NoDecode] = Field(
@@ -166,6 +184,9 @@ class Settings(BaseSettings):
     worker_batch_pixels: int = Field(64_000_000, ge=1, validation_alias=_env("WORKER_BATCH_PIXELS"))
     task_max_attempts: int = Field(3, ge=1, validation_alias=_env("TASK_MAX_ATTEMPTS"))
     caption_assets: bool = Field(False, validation_alias=_env("CAPTION_ASSETS"))
+    # Detect the COCO objects (dog, cat, car...) in every image into asset_objects, where the
+    # search filter ``objects`` finds them.
+    objects_enabled: bool = Field(True, validation_alias=_env("OBJECTS"))
     worker_lease_s: float = Field(600.0, gt=0, validation_alias=_env("WORKER_LEASE_S"))
     # Where image vectors are searched: the embedded FAISS index in this process (the default),
     # or a store every process shares: pgvector in the metadata PostgreSQL, or a Qdrant server

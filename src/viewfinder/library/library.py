@@ -32,6 +32,8 @@ from viewfinder.library.duplicates import DuplicateFinder
 from viewfinder.library.ingest import IngestService
 from viewfinder.library.job_kinds import JOB_KINDS
 from viewfinder.library.jobs import JOBS_KIND, JobRunner
+from viewfinder.library.objects import OBJECTS_TASK, ObjectProcessor, ObjectService
+from viewfinder.library.objects import enqueue_missing as enqueue_missing_objects
 from viewfinder.library.processing import (
     CLIP_MODEL,
     CaptionProcessor,
@@ -89,6 +91,7 @@ class Library:
     collections: CollectionService
     assets: AssetService
     status: StatusService  # what the background work is doing, for every process
+    objects: ObjectService  # the object labels found in the library
 
     @classmethod
     def open(cls, settings: Settings, pool: ModelPool, classifiers: ClassifierStore) -> Library:
@@ -105,6 +108,8 @@ class Library:
         processors: list[TaskProcessor] = [EmbeddingProcessor(pool, index)]
         if settings.caption_assets:
             processors.append(CaptionProcessor(pool))
+        if settings.objects_enabled:
+            processors.append(ObjectProcessor(pool))
         if settings.faces_enabled:
             processors.append(
                 FaceProcessor(
@@ -159,6 +164,7 @@ class Library:
             CollectionService(sessions, classifiers),
             AssetService(sessions, blobs, originals),
             StatusService(sessions, index, [w.kind for w in workers]),
+            ObjectService(sessions),
         )
 
     def __post_init__(self) -> None:
@@ -199,6 +205,10 @@ class Library:
         """Bring the vector store in step with the database, then start the chosen workers."""
         kinds = self.chosen_kinds()
         self.index.open()
+        if OBJECTS_TASK in kinds:  # images stored before objects were switched on
+            queued = enqueue_missing_objects(self.sessions)
+            if queued:
+                log.info("queued %d earlier images for object detection", queued)
         if not self.settings.worker_threads:
             return
         # The embedded SQLite default has one process, so every running task at start is an

@@ -2,9 +2,10 @@
 
 A model source is a Hugging Face repo id (``openai/clip-vit-base-patch32``), an https URL of one
 file (``https://.../yolox_s.onnx``), an https URL of a folder ending in ``/`` together with the
-file names wanted from it (MTCNN's three nets), or a local path. The same code serves all of them;
-downloads happen only when the settings allow network access, and every failure says which
-setting to change and that ``viewfinder models pull`` fetches models ahead of time.
+file names wanted from it (MTCNN's three nets), a folder inside an installed Python package
+(``package:rapidocr/models``: weights a wheel ships), or a local path. The same code serves all
+of them; downloads happen only when the settings allow network access, and every failure says
+which setting to change and that ``viewfinder models pull`` fetches models ahead of time.
 """
 
 from __future__ import annotations
@@ -41,6 +42,13 @@ def is_url(spec: str) -> bool:
     return spec.startswith(("https://", "http://"))
 
 
+PACKAGE_PREFIX = "package:"
+
+
+def is_package(spec: str) -> bool:
+    return spec.startswith(PACKAGE_PREFIX)
+
+
 def looks_like_path(spec: str) -> bool:
     return spec.startswith(("/", "./", "../", "~")) or Path(spec).expanduser().exists()
 
@@ -51,6 +59,8 @@ def resolve(source: ModelSource, settings: Settings, files: Sequence[str] = ()) 
     ``files`` names the files needed from a folder source (local or URL).
     """
     spec = source.spec
+    if is_package(spec):
+        return _local(source, _package_folder(source), files)
     if looks_like_path(spec):
         return _local(source, Path(spec).expanduser(), files)
     if is_url(spec):
@@ -76,6 +86,26 @@ def _local(source: ModelSource, path: Path, files: Sequence[str]) -> Path:
             f"model {source.name!r}: {source.env_var}={source.spec!r} lacks {', '.join(missing)}"
         )
     return path
+
+
+def _package_folder(source: ModelSource) -> Path:
+    """``package:NAME/sub/dir`` -> that folder of the installed package NAME, found without
+    importing it (a package shipping weights may import more than its weights need)."""
+    from importlib.util import find_spec
+
+    package, _, folder = source.spec.removeprefix(PACKAGE_PREFIX).partition("/")
+    try:
+        spec = find_spec(package) if package.isidentifier() else None
+    except (ImportError, ValueError):
+        spec = None
+    locations = list(spec.submodule_search_locations or []) if spec is not None else []
+    if not locations:
+        raise ModelUnavailableError(
+            f"model {source.name!r}: {source.env_var}={source.spec!r} names the Python package "
+            f"{package!r}, which is not installed: install it (`pip install {package}`) or point "
+            f"{source.env_var} at a local copy"
+        )
+    return Path(locations[0]) / folder
 
 
 def _url_cache_dir(settings: Settings, url: str) -> Path:
