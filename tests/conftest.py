@@ -67,6 +67,7 @@ def make_settings(tmp_path: Path, tiny_models: dict[str, Path], **overrides: Any
         "dinov3_model": str(tiny_models["dinov3"]),
         "caption_model": str(tiny_models["caption"]),
         "person_detector_model": str(SHARED_MODELS / "yolox" / "yolox_nano.onnx"),
+        "object_detector_model": str(SHARED_MODELS / "yolox" / "yolox_nano.onnx"),
         "yunet_model": str(SHARED_MODELS / "yunet" / "face_detection_yunet_opencv_zoo.onnx"),
         "mtcnn_model": str(SHARED_MODELS / "mtcnn"),
         "face_recognizer_model": str(SHARED_MODELS / "mobilefacenet" / "mobilefacenet.onnx"),

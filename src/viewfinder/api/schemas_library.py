@@ -7,9 +7,10 @@ from typing import Any, Literal
 
 from fastapi import Request
 from pydantic import BaseModel, Field
+from sqlalchemy import inspect
 
 from viewfinder.api.params import DbInt, DbText
-from viewfinder.db.models import Asset, Job
+from viewfinder.db.models import Asset, AssetObject, Job
 
 # People a search filter may name in each list.
 MAX_PEOPLE = 20
@@ -19,6 +20,14 @@ SearchSortName = Literal["relevance", "newest", "oldest"]
 # The longest ``text`` a search may require of images, and the most words in it.
 MAX_TEXT_CHARS = 1000
 MAX_TEXT_WORDS = 20
+
+
+class ObjectOut(BaseModel):
+    """One object detected in the image (a COCO label), its box in the original's pixels."""
+
+    label: str = Field(description='A COCO label: "dog", "cat", "car", "person"...')
+    score: float = Field(description="The detector's confidence, 0..1.")
+    box: tuple[float, float, float, float] = Field(description="[x1, y1, x2, y2] in pixels.")
 
 
 class AssetOut(BaseModel):
@@ -44,6 +53,14 @@ class AssetOut(BaseModel):
     thumbnail_url: str
     preview_url: str
     processing: dict[str, str] = Field(default_factory=dict)
+    objects: list[ObjectOut] = Field(
+        default_factory=list,
+        description="Objects detected in the image, best first (empty until the objects task "
+        "has run, and when VIEWFINDER_OBJECTS is off).",
+    )
+    object_labels: list[str] = Field(
+        default_factory=list, description="The distinct labels of ``objects``, sorted."
+    )
 
     @classmethod
     def of(
@@ -67,7 +84,17 @@ class AssetOut(BaseModel):
             thumbnail_url=str(request.url_for("asset_thumbnail", asset_id=asset.id)),
             preview_url=str(request.url_for("asset_preview", asset_id=asset.id)),
             processing=processing or {},
+            objects=[
+                ObjectOut(label=o.label, score=o.score, box=(o.x1, o.y1, o.x2, o.y2))
+                for o in _loaded_objects(asset)
+            ],
+            object_labels=sorted({o.label for o in _loaded_objects(asset)}),
         )
+
+
+def _loaded_objects(asset: Asset) -> list[AssetObject]:
+    """The asset's objects as loaded with it; none when they were not (never a lazy load)."""
+    return [] if "objects" in inspect(asset).unloaded else list(asset.objects)
 
 
 class CameraOut(BaseModel):
@@ -238,6 +265,12 @@ class SearchIn(BaseModel):
         "person_ids / any_person_ids (one of them required), and no recognisable face is "
         "unnamed (faces too small or blurred to recognise are ignored).",
     )
+    objects: list[str] = Field(
+        default_factory=list,
+        max_length=10,
+        description='Only images in which all these objects were detected: COCO labels ("dog", '
+        '"cat", "car"; plurals and case are forgiven, "Dogs" is "dog"). See GET /api/v1/objects.',
+    )
     sort: SearchSortName = Field(
         "relevance",
         description="relevance (best first), or newest / oldest: the candidates that pass the "
@@ -293,3 +326,8 @@ class SearchOut(BaseModel):
 class DuplicateGroupOut(BaseModel):
     asset_ids: list[int]
     min_score: float
+
+
+class ObjectLabelOut(BaseModel):
+    label: str
+    count: int = Field(description="How many images have this object.")

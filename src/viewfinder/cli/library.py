@@ -11,7 +11,7 @@ import typer
 
 from viewfinder.cli.common import command_library, fail, load_settings
 from viewfinder.cli.progress import Progress
-from viewfinder.errors import InvalidInputError, ViewfinderError
+from viewfinder.errors import InvalidInputError, ModelUnavailableError, ViewfinderError
 
 if TYPE_CHECKING:
     from viewfinder.library.ingest import FolderReport
@@ -127,8 +127,15 @@ def index(
             for worker in library.workers:
                 if worker.kind == FACES_TASK:
                     continue  # below, with its own message when it cannot run
-                with Progress(worker.kind, unit="images") as bar:
-                    worker.drain(timeout_s=float("inf"), on_remaining=bar.remaining)
+                try:
+                    with Progress(worker.kind, unit="images") as bar:
+                        worker.drain(timeout_s=float("inf"), on_remaining=bar.remaining)
+                except ModelUnavailableError as exc:
+                    if worker is library.worker:
+                        raise  # no embeddings, no search: the command failed
+                    # Objects, OCR, captions: the images are searchable without them, and a
+                    # running server or `viewfinder worker` does them once the model is there.
+                    typer.echo(f"{worker.kind} not processed: {exc}", err=True)
             typer.echo(f"{library.index.count()} images indexed")
             if faces:
                 index_faces(library)

@@ -23,7 +23,7 @@ from sqlalchemy import (
     func,
 )
 from sqlalchemy.engine import Dialect
-from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 # SQLite only auto-increments an INTEGER PRIMARY KEY; PostgreSQL gets a 64-bit identity.
 BigId = BigInteger().with_variant(Integer(), "sqlite")
@@ -112,6 +112,14 @@ class Asset(Base):
     # (" harbour 1987 "), so "has every one of these words" is ``LIKE '% word %'`` per word on
     # every database, matching whole words only.
     text_words: Mapped[str | None] = mapped_column(Text)
+    # The objects detected in it, best first, loaded with every asset query (one more SELECT
+    # per query, by ``asset_objects.asset_id``), so every asset JSON has them. Read-only: rows
+    # are written by ``db.objects`` and go with the asset (ON DELETE CASCADE).
+    objects: Mapped[list[AssetObject]] = relationship(
+        lazy="selectin",
+        viewonly=True,
+        order_by="(AssetObject.score.desc(), AssetObject.id)",
+    )
 
 
 # The timeline order (``db.assets.taken_at``, then id): pages of ``sort=newest`` / ``oldest`` walk

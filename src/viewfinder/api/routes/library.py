@@ -15,6 +15,8 @@ from viewfinder.api.params import DbInt, DbText
 from viewfinder.api.responses import image_file
 from viewfinder.api.schemas_library import (
     MAX_PEOPLE,
+    MAX_TEXT_CHARS,
+    MAX_TEXT_WORDS,
     AssetMetadataOut,
     AssetOut,
     AssetPage,
@@ -25,6 +27,7 @@ from viewfinder.api.schemas_library import (
     FolderTreeOut,
     IngestedOut,
     JobOut,
+    ObjectLabelOut,
     ProcessingOut,
     ReindexIn,
     SearchHitOut,
@@ -42,8 +45,10 @@ from viewfinder.library.assets import AssetView, FileKind, FolderNode
 from viewfinder.library.filters import SearchFilters
 from viewfinder.library.ingest import clean_folder
 from viewfinder.library.library import Library
+from viewfinder.library.objects import object_labels
 from viewfinder.library.processing import EMBED_TASK
 from viewfinder.library.search import SearchResult, SearchSort
+from viewfinder.library.words import words_of
 from viewfinder.storage.s3_source import is_s3_url
 
 router = APIRouter(
@@ -315,6 +320,7 @@ def _hits(
                 score=h.score,
                 similarity=h.similarity,
                 caption_match=h.caption_match,
+                text_match=h.text_match,
                 asset=AssetOut.of(h.asset, request),
             )
             for h in result.hits
@@ -329,25 +335,37 @@ def _hits(
     )
 
 
+def _text_words(text: str | None) -> tuple[str, ...]:
+    words = tuple(words_of(text or ""))
+    if len(words) > MAX_TEXT_WORDS:
+        raise InvalidInputError(f"'text' may require at most {MAX_TEXT_WORDS} words")
+    return words
+
+
 def _filters(body: SearchIn) -> SearchFilters:
     return SearchFilters(
         folder=clean_folder(body.folder) if body.folder is not None else None,
         include_subfolders=body.include_subfolders,
         captured_from=body.captured_from,
         captured_to=body.captured_to,
+        text_words=_text_words(body.text),
         person_ids=tuple(body.person_ids),
         collection_id=body.collection_id,
         any_person_ids=tuple(body.any_person_ids),
         exclude_person_ids=tuple(body.exclude_person_ids),
         only_people=body.only_people,
+        objects=object_labels(body.objects),
     )
 
 
 @router.post("/search", response_model=SearchOut, responses=error_responses(400, 404, 413))
 def search(body: SearchIn, request: Request, lib: LibraryDep) -> SearchOut:
-    """Search by text (``query``) or by a stored image (``asset_id``); exactly one of them."""
-    if (body.query is None) == (body.asset_id is None):
-        raise InvalidInputError("give exactly one of 'query' (text) or 'asset_id'")
+    """Search by text (``query``) or by a stored image (``asset_id``), not both; or by the words
+    of the images' text alone (``text`` without either)."""
+    if body.query is not None and body.asset_id is not None:
+        raise InvalidInputError("give one of 'query' (text) or 'asset_id', not both")
+    if body.query is None and body.asset_id is None:
+        return _text_only(body, request, lib)
     if body.query is not None:
         vector = lib.search.text_vector(body.query)
     else:
@@ -364,6 +382,20 @@ def search(body: SearchIn, request: Request, lib: LibraryDep) -> SearchOut:
         sort=body.sort,
         candidates=body.candidates,
     )
+    return _hits(request, result, body.k, body.offset, body.sort)
+
+
+def _text_only(body: SearchIn, request: Request, lib: Library) -> SearchOut:
+    """A search with neither ``query`` nor ``asset_id``: the images whose text has the words."""
+    filters = _filters(body)
+    if not filters.text_words:
+        raise InvalidInputError(
+            "give 'query' (text), 'asset_id' (an image), or 'text' (words the images contain)"
+        )
+    if body.min_score is not None:
+        raise InvalidInputError("min_score bounds the similarity to a 'query' or 'asset_id'")
+    order: Literal["newest", "oldest"] = "oldest" if body.sort == "oldest" else "newest"
+    result = lib.search.find_text(filters, k=body.k, offset=body.offset, order=order)
     return _hits(request, result, body.k, body.offset, body.sort)
 
 
@@ -389,6 +421,13 @@ async def search_by_upload(
     collection_id: Annotated[
         DbInt | None, Form(description="Only members of this collection.")
     ] = None,
+    text: Annotated[
+        str | None,
+        Form(
+            max_length=MAX_TEXT_CHARS,
+            description="Only images whose text (OCR) has all these words.",
+        ),
+    ] = None,
     any_person_ids: Annotated[
         list[DbInt] | None,
         Form(
@@ -406,6 +445,13 @@ async def search_by_upload(
     only_people: Annotated[
         bool, Form(description="No one else in the image (see POST /api/v1/search).")
     ] = False,
+    objects: Annotated[
+        list[str] | None,
+        Form(
+            max_length=10,
+            description='Only images with all these objects ("dog"; repeat the field).',
+        ),
+    ] = None,
     sort: Annotated[SearchSort, Form(description="relevance, newest or oldest.")] = "relevance",
     candidates: Annotated[
         int | None, Form(ge=1, le=1000, description="How many best hits a date sort orders.")
@@ -425,9 +471,11 @@ async def search_by_upload(
         min_score=min_score,
         person_ids=person_ids or [],
         collection_id=collection_id,
+        text=text,
         any_person_ids=any_person_ids or [],
         exclude_person_ids=exclude_person_ids or [],
         only_people=only_people,
+        objects=objects or [],
         sort=sort,
         candidates=candidates,
     )
@@ -443,6 +491,13 @@ async def search_by_upload(
         )
     )
     return _hits(request, result, k, offset, sort)
+
+
+@router.get("/objects", response_model=list[ObjectLabelOut])
+def objects_in_library(lib: LibraryDep) -> list[ObjectLabelOut]:
+    """The objects detected in the library's images (COCO labels), each with how many images
+    have it, most first: the choices of the search filter ``objects``."""
+    return [ObjectLabelOut(label=label, count=n) for label, n in lib.objects.label_counts()]
 
 
 @router.get("/duplicates", response_model=list[DuplicateGroupOut])
