@@ -33,6 +33,7 @@ DEFAULT_SFACE_URL = (
     "https://github.com/opencv/opencv_zoo/raw/main/models/face_recognition_sface/"
     "face_recognition_sface_2021dec.onnx"
 )
+
 # A folder inside an installed package (see runtime.sources): the rapidocr wheel's models.
 DEFAULT_OCR_MODELS = "package:rapidocr/models"
 
@@ -184,6 +185,8 @@ class Settings(BaseSettings):
     worker_batch_pixels: int = Field(64_000_000, ge=1, validation_alias=_env("WORKER_BATCH_PIXELS"))
     task_max_attempts: int = Field(3, ge=1, validation_alias=_env("TASK_MAX_ATTEMPTS"))
     caption_assets: bool = Field(False, validation_alias=_env("CAPTION_ASSETS"))
+    # Read the text in every image (OCR) into assets.text, where search finds it.
+    ocr_enabled: bool = Field(True, validation_alias=_env("OCR"))
     # Detect the COCO objects (dog, cat, car...) in every image into asset_objects, where the
     # search filter ``objects`` finds them.
     objects_enabled: bool = Field(True, validation_alias=_env("OBJECTS"))

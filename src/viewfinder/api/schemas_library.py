@@ -287,7 +287,7 @@ class SearchIn(BaseModel):
 
 class SearchHitOut(BaseModel):
     score: float = Field(
-        description="similarity + 0.1 x caption_match + 0.2 x text_match: the ranking key"
+        description="similarity + 0.1 x caption_match + 0.3 x text_match squared: the ranking key"
     )
     similarity: float = Field(description="cosine similarity of the CLIP embeddings")
     caption_match: float = Field(description="fraction of the query's words in the caption")

@@ -34,6 +34,7 @@ from viewfinder.library.job_kinds import JOB_KINDS
 from viewfinder.library.jobs import JOBS_KIND, JobRunner
 from viewfinder.library.objects import OBJECTS_TASK, ObjectProcessor, ObjectService
 from viewfinder.library.objects import enqueue_missing as enqueue_missing_objects
+from viewfinder.library.ocr import OCR_TASK, OcrProcessor, enqueue_missing
 from viewfinder.library.processing import (
     CLIP_MODEL,
     CaptionProcessor,
@@ -108,6 +109,8 @@ class Library:
         processors: list[TaskProcessor] = [EmbeddingProcessor(pool, index)]
         if settings.caption_assets:
             processors.append(CaptionProcessor(pool))
+        if settings.ocr_enabled:
+            processors.append(OcrProcessor(pool))
         if settings.objects_enabled:
             processors.append(ObjectProcessor(pool))
         if settings.faces_enabled:
@@ -197,7 +200,8 @@ class Library:
         if unknown:
             raise InvalidInputError(
                 f"unknown worker kinds {unknown}; this library has {self.work_kinds} "
-                "(captions need VIEWFINDER_CAPTION_ASSETS=1, faces VIEWFINDER_FACES=1)"
+                "(captions need VIEWFINDER_CAPTION_ASSETS=1, faces VIEWFINDER_FACES=1, "
+                "ocr VIEWFINDER_OCR=1, objects VIEWFINDER_OBJECTS=1)"
             )
         return [kind for kind in self.work_kinds if kind in wanted]
 
@@ -205,6 +209,10 @@ class Library:
         """Bring the vector store in step with the database, then start the chosen workers."""
         kinds = self.chosen_kinds()
         self.index.open()
+        if OCR_TASK in kinds:  # images stored before OCR was switched on are read now
+            queued = enqueue_missing(self.sessions)
+            if queued:
+                log.info("queued %d earlier images for OCR", queued)
         if OBJECTS_TASK in kinds:  # images stored before objects were switched on
             queued = enqueue_missing_objects(self.sessions)
             if queued:

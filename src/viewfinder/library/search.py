@@ -9,6 +9,7 @@ from typing import Literal
 
 import numpy as np
 from numpy.typing import NDArray
+from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from viewfinder.db import assets as assets_repo
@@ -21,10 +22,12 @@ from viewfinder.imaging.decode import EMBED_MIN_SIDE, decode_image
 from viewfinder.library.captions import caption_matches
 from viewfinder.library.filters import (
     SearchFilters,
+    asset_conditions,
     count_matching,
     count_matching_embedded,
     permitted,
 )
+from viewfinder.library.ocr import OCR_TASK, text_matches
 from viewfinder.library.processing import CLIP_MODEL, EMBED_TASK
 from viewfinder.library.stores import VectorStore
 from viewfinder.runtime.pool import ModelPool
@@ -34,6 +37,12 @@ MAX_RESULTS = 1000
 # A caption naming every word of the query lifts a hit by this much: about the spread between a
 # good and a mediocre CLIP text-image match, so captions reorder close calls, not everything.
 CAPTION_WEIGHT = 0.1
+# The query's words read in the image itself (OCR) lift it by TEXT_WEIGHT x text_match squared:
+# all of them (+0.3) puts a photo of the sign a query quotes above photos that merely look alike
+# (more than CLIP's spread between a good and a poor match); part of them lifts it much less
+# (half the words: +0.075), so a natural query ("a dog on the beach") is not taken over by any
+# photo of a sign saying "beach".
+TEXT_WEIGHT = 0.3
 # The order of the hits: ``relevance`` (score, then id), or by when each photo was taken (capture
 # date, else upload date, then id: the timeline's order), ``newest`` or ``oldest`` first.
 SearchSort = Literal["relevance", "newest", "oldest"]
@@ -49,9 +58,10 @@ DATE_SORT_CANDIDATES = 100
 @dataclass(frozen=True)
 class SearchHit:
     asset: Asset
-    score: float  # similarity + CAPTION_WEIGHT * caption_match; the ranking key
+    score: float  # similarity + CAPTION_WEIGHT * caption_match + TEXT_WEIGHT * text_match**2
     similarity: float  # cosine similarity of unit CLIP vectors, 1 = identical direction
     caption_match: float = 0.0  # fraction of the text query's words in the asset's caption
+    text_match: float = 0.0  # fraction of the text query's words in the text read in the image
 
 
 # Why a search found nothing, when it can tell:
@@ -118,6 +128,54 @@ class SearchService:
             raise InvalidInputError(f"asset {asset_id} is not embedded yet; retry when processed")
         return vectors[asset_id]
 
+    def find_text(
+        self,
+        filters: SearchFilters,
+        *,
+        k: int = 10,
+        offset: int = 0,
+        order: Literal["newest", "oldest"] = "newest",
+    ) -> SearchResult:
+        """A search by the text in the images alone (no query, no image): the images whose text
+        has every word of ``filters.text_words`` (and pass the other filters), newest first by
+        default (capture date, else upload date, then id). Each hit matches every word, so
+        ``score`` and ``text_match`` are 1 and there is no similarity (0)."""
+        if not filters.text_words:
+            raise InvalidInputError("a search needs a query, an image, or words of their text")
+        if not 1 <= k <= MAX_RESULTS or offset < 0 or offset + k > 10 * MAX_RESULTS:
+            raise InvalidInputError(
+                f"k must be 1..{MAX_RESULTS} and offset + k at most {10 * MAX_RESULTS}"
+            )
+        _check_people(filters)
+        if filters.collection_id is not None:
+            self._require_collection(filters.collection_id)
+        with self._sessions() as session:
+            taken = assets_repo.taken_at()
+            ranks = (
+                (taken.desc(), Asset.id.desc())
+                if order == "newest"
+                else (taken.asc(), Asset.id.asc())
+            )
+            page = (
+                select(Asset)
+                .where(*asset_conditions(filters))
+                .order_by(*ranks)
+                .offset(offset)
+                .limit(k)
+            )
+            assets = list(session.scalars(page))
+            hits = [SearchHit(a, 1.0, 0.0, 0.0, 1.0) for a in assets]
+            if hits:
+                return SearchResult(hits)
+            matching = count_matching(session, filters)
+            if matching and offset > 0:
+                return SearchResult([], "past_the_end", f"no more results after offset {offset}")
+            waiting = tasks_repo.task_counts(session, OCR_TASK)
+        pending = waiting["pending"] + waiting["running"]
+        words = ", ".join(filters.text_words)
+        more = f"; {pending} image{'' if pending == 1 else 's'} not read yet" if pending else ""
+        return SearchResult([], "no_match_filters", f"no image's text has all of: {words}{more}")
+
     def search(
         self,
         query: NDArray[np.float32],
@@ -175,10 +233,10 @@ class SearchService:
         similarity = {
             h.id: h.score for h in self._index.search(query, want, active) if h.id != exclude
         }
-        boosts = self._caption_boosts(text, query, similarity, active, exclude)
+        boosts, reads = self._word_boosts(text, query, similarity, active, exclude)
         ranked = sorted(
             similarity,
-            key=lambda i: (-(similarity[i] + CAPTION_WEIGHT * boosts.get(i, 0.0)), i),
+            key=lambda i: (-_score(similarity[i], boosts.get(i, 0.0), reads.get(i, 0.0)), i),
         )
         total: int | None = None  # the length of a date sort's list
         if depth is None:
@@ -196,9 +254,10 @@ class SearchService:
         hits = [
             SearchHit(
                 assets[i],
-                similarity[i] + CAPTION_WEIGHT * boosts.get(i, 0.0),
+                _score(similarity[i], boosts.get(i, 0.0), reads.get(i, 0.0)),
                 similarity[i],
                 boosts.get(i, 0.0),
+                reads.get(i, 0.0),
             )
             for i in ranked
             if i in assets
@@ -276,30 +335,37 @@ class SearchService:
             if collections_repo.get_collection(session, collection_id) is None:
                 raise NotFoundError(f"collection {collection_id} does not exist")
 
-    def _caption_boosts(
+    def _word_boosts(
         self,
         text: str | None,
         query: NDArray[np.float32],
         similarity: dict[int, float],
         filters: SearchFilters | None,
         exclude: int | None,
-    ) -> dict[int, float]:
-        """Caption matches of a text query; assets found only by their caption join the
-        candidates with their stored CLIP similarity, so both signals rank one list."""
+    ) -> tuple[dict[int, float], dict[int, float]]:
+        """Caption matches and image-text (OCR) matches of a text query; assets found only by
+        their words join the candidates with their stored CLIP similarity, so every signal
+        ranks one list."""
         if not text:
-            return {}
+            return {}, {}
         with self._sessions() as session:
             boosts = caption_matches(session, text)
-            if exclude is not None:
-                boosts.pop(exclude, None)
-            if filters is not None and boosts:
-                allowed = permitted(session, boosts, filters)
+            reads = text_matches(session, text)
+            for found in (boosts, reads):
+                if exclude is not None:
+                    found.pop(exclude, None)
+            if filters is not None and (boosts or reads):
+                allowed = permitted(session, set(boosts) | set(reads), filters)
                 boosts = {i: b for i, b in boosts.items() if i in allowed}
-            extra = [i for i in boosts if i not in similarity]
+                reads = {i: b for i, b in reads.items() if i in allowed}
+            extra = [i for i in dict.fromkeys([*boosts, *reads]) if i not in similarity]
             vectors = embeddings_repo.get_embeddings(session, CLIP_MODEL, extra) if extra else {}
         for asset_id, vector in vectors.items():
             similarity[asset_id] = float(np.dot(vector, query))
-        return {i: b for i, b in boosts.items() if i in similarity}
+        return (
+            {i: b for i, b in boosts.items() if i in similarity},
+            {i: b for i, b in reads.items() if i in similarity},
+        )
 
     def _assets(self, ids: list[int]) -> dict[int, Asset]:
         with self._sessions() as session:
@@ -317,6 +383,11 @@ def _check_people(filters: SearchFilters) -> None:
     if both:
         named = ", ".join(str(p) for p in both)
         raise InvalidInputError(f"person {named} is both wanted and in exclude_person_ids")
+
+
+def _score(similarity: float, caption_match: float, text_match: float) -> float:
+    """The ranking key of a hit (see CAPTION_WEIGHT and TEXT_WEIGHT)."""
+    return similarity + CAPTION_WEIGHT * caption_match + TEXT_WEIGHT * text_match**2
 
 
 def _images(n: int) -> str:
