@@ -244,6 +244,7 @@ def test_models_list_says_what_is_missing_in_words(
             "dinov3_model",
             "caption_model",
             "person_detector_model",
+            "object_detector_model",
             "yunet_model",
             "face_recognizer_model",
         )
@@ -268,7 +269,7 @@ def test_models_list_says_what_is_missing_in_words(
     if all(Path(v).exists() for v in local.values()):  # ../shared's detectors present
         complete = runner.invoke(app, ["models", "list"], env=env)
         assert complete.exit_code == 0, complete.output
-        assert complete.stdout.splitlines()[-1] == "all 9 models are available"
+        assert complete.stdout.splitlines()[-1] == "all 10 models are available"
         assert "missing" not in complete.stdout
         assert "not downloaded" not in complete.stdout
 
