@@ -98,35 +98,48 @@ export function dateRange(from, to) {
 }
 
 /**
- * One page of results. `what` is {query} (text), {assetId} (similar to a stored photo) or
- * {file} (an uploaded image); `filters` = {folder, from, to, people: [ids], collection,
- * minScore}. Resolves the server's answer ({hits, k, offset, reason?}).
+ * One page of results. `what` is {query} (text), {assetId} (similar to a stored photo), {file}
+ * (an uploaded image) or null (only the words of the images' text: `filters.text` must be set);
+ * `filters` = {folder, from, to, people: [ids], match: "all" | "any", without: [ids],
+ * onlyPeople, collection, minScore, text, objects: [labels], sort}, every one optional.
+ * Resolves the server's answer ({hits, k, offset, reason?, message?, sort, total?, ...}).
  */
 export async function searchPage(what, filters, offset, k, signal) {
   const range = dateRange(filters.from, filters.to);
-  if (what.file) {
+  const people = filters.people || [];
+  const fields = {
+    folder: filters.folder || null,
+    ...range,
+    // The words of the images' text alone rank nothing: no similarity to cut off.
+    min_score: what ? (filters.minScore ?? null) : null,
+    person_ids: filters.match === "any" ? [] : people,
+    any_person_ids: filters.match === "any" ? people : [],
+    exclude_person_ids: filters.without || [],
+    // "No one else" means nothing without someone chosen (the server asks for one).
+    only_people: Boolean(filters.onlyPeople && people.length),
+    collection_id: filters.collection || null,
+    text: filters.text || null,
+    objects: filters.objects || [],
+    sort: filters.sort && filters.sort !== "relevance" ? filters.sort : null,
+  };
+  if (what && what.file) {
     const form = new FormData();
     form.append("file", what.file);
     form.append("k", String(k));
     form.append("offset", String(offset));
-    if (filters.folder) form.append("folder", filters.folder);
-    if (range.captured_from) form.append("captured_from", range.captured_from);
-    if (range.captured_to) form.append("captured_to", range.captured_to);
-    if (filters.minScore !== null && filters.minScore !== undefined) {
-      form.append("min_score", String(filters.minScore));
+    for (const [name, value] of Object.entries(fields)) {
+      if (value === null || value === false) continue;
+      for (const item of Array.isArray(value) ? value : [value]) form.append(name, String(item));
     }
-    for (const id of filters.people || []) form.append("person_ids", String(id));
-    if (filters.collection) form.append("collection_id", String(filters.collection));
     return api("/api/v1/search/image", { method: "POST", form, signal });
   }
-  const body = { k, offset, ...range };
-  if (what.query !== undefined) body.query = what.query;
-  else body.asset_id = what.assetId;
-  if (filters.folder) body.folder = filters.folder;
-  if (filters.people && filters.people.length) body.person_ids = filters.people;
-  if (filters.minScore !== null && filters.minScore !== undefined)
-    body.min_score = filters.minScore;
-  if (filters.collection) body.collection_id = filters.collection;
+  const body = { k, offset };
+  if (what && what.query !== undefined) body.query = what.query;
+  else if (what) body.asset_id = what.assetId;
+  for (const [name, value] of Object.entries(fields)) {
+    if (value === null || value === false || (Array.isArray(value) && !value.length)) continue;
+    body[name] = value;
+  }
   return api("/api/v1/search", { method: "POST", json: body, signal });
 }
 

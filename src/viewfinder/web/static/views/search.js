@@ -1,12 +1,22 @@
-// Search: by text, by an uploaded image (picker or drop), or "similar to" a stored photo, with
-// filters (folder, capture dates, people, collection, a similarity cut-off). The address holds
-// the search (/search?q=dog&folder=nature&from=2014-01-01&people=1,2): a new search is a new
-// history entry (Back returns to the previous one), a filter change replaces the entry.
+// Search: by text, by an uploaded image (picker or drop), "similar to" a stored photo, or by the
+// words of the photos' text alone, with filters (folder, capture dates, people with / without /
+// only them, collection, text in the photo, detected objects, a similarity cut-off) and an order
+// (relevance, newest, oldest). The address holds the search (search-filters.js): a new search is
+// a new history entry (Back returns to the previous one), a filter or order change replaces it.
 
 import { api, isAbort } from "../lib/api.js";
 import { button, el, heading, plural, statusLine, useStyles } from "../lib/dom.js";
 import { PhotoGrid, infiniteScroll, setViewerList } from "../lib/photos.js";
 import { navigate, replaceQuery } from "../lib/router.js";
+import {
+  addressOf,
+  filterCount,
+  filtersActive,
+  objectsFilter,
+  peopleFilter,
+  positiveInt,
+  readFilters,
+} from "./search-filters.js";
 import {
   MAX_RESULTS,
   PAGE_SIZE,
@@ -16,47 +26,14 @@ import {
   searchPage,
 } from "./search-tools.js";
 
-const DATE = /^\d{4}-\d{2}-\d{2}$/;
+const ORDER_NAMES = {
+  relevance: "best match first",
+  newest: "newest first",
+  oldest: "oldest first",
+};
 
-function positiveInt(value) {
-  const n = Number(value);
-  return Number.isInteger(n) && n > 0 ? n : null;
-}
-
-/** The filters an address names (anything malformed is left out, not guessed). */
-function readFilters(query) {
-  const min = query.get("min");
-  const minScore = min !== null && min !== "" && Number.isFinite(Number(min)) ? Number(min) : null;
-  return {
-    folder: query.get("folder") || "",
-    from: DATE.test(query.get("from") || "") ? query.get("from") : "",
-    to: DATE.test(query.get("to") || "") ? query.get("to") : "",
-    people: (query.get("people") || "").split(",").map(positiveInt).filter(Boolean),
-    collection: positiveInt(query.get("collection")),
-    minScore: minScore !== null && minScore >= -1 && minScore <= 1 ? minScore : null,
-  };
-}
-
-function filtersActive(f) {
-  return Boolean(f.folder || f.from || f.to || f.people.length || f.collection);
-}
-
-/** The address of a search: what (q or similar; an uploaded image has no address) + filters. */
-function addressOf(what, f) {
-  const params = new URLSearchParams();
-  if (what && what.query !== undefined) params.set("q", what.query);
-  if (what && what.assetId !== undefined) params.set("similar", String(what.assetId));
-  if (f.folder) params.set("folder", f.folder);
-  if (f.from) params.set("from", f.from);
-  if (f.to) params.set("to", f.to);
-  if (f.people.length) params.set("people", f.people.join(","));
-  if (f.collection) params.set("collection", String(f.collection));
-  if (f.minScore !== null) params.set("min", String(f.minScore));
-  return params;
-}
-
-function describe(what) {
-  if (!what) return "";
+function describe(what, filters) {
+  if (!what) return filters && filters.text ? `the words “${filters.text}”` : "";
   if (what.query !== undefined) return `“${what.query}”`;
   if (what.file) return what.file.name || "your image";
   return `photo #${what.assetId}`;
@@ -123,25 +100,28 @@ export async function render(root, ctx) {
     value: filters.minScore === null ? "" : String(filters.minScore),
   });
   const collectionField = el("p", { class: "field", hidden: true });
-  const people = el("div", { class: "people-choices" }, statusLine("Loading people…"));
-  const peopleSet = el(
-    "fieldset",
-    { class: "people-filter" },
-    el("legend", {}, "People (photos showing all of them)"),
-    people,
-  );
+  const textFilter = el("input", {
+    id: "search-text",
+    type: "search",
+    maxlength: "1000",
+    autocomplete: "off",
+    placeholder: "words on a sign…",
+    value: filters.text,
+  });
+  const people = peopleFilter(filters, (changes) => setFilters(changes));
+  const objects = objectsFilter(filters, (labels) => setFilters({ objects: labels }));
   const filterNote = el("p", { class: "note", role: "status" });
   const clear = button("Clear filters", () => clearFilters());
   // A disclosure: open on wide screens; on a phone closed unless a filter is set, so the results
   // come first.
-  const filterCount = el("span", { class: "filter-count" });
+  const filterBadge = el("span", { class: "filter-count" });
   const filterPanel = el(
     "details",
     {
       class: "panel search-filters",
       open: window.matchMedia("(min-width: 700px)").matches || filtersActive(filters),
     },
-    el("summary", {}, el("h2", {}, "Filters", filterCount)),
+    el("summary", {}, el("h2", {}, "Filters", filterBadge)),
     el(
       "div",
       { class: "filter-row" },
@@ -151,13 +131,20 @@ export async function render(root, ctx) {
       collectionField,
       el(
         "p",
+        { class: "field" },
+        el("label", { for: "search-text" }, "Text in the photo"),
+        textFilter,
+      ),
+      el(
+        "p",
         { class: "field narrow-field" },
         el("label", { for: "search-min" }, "Minimum similarity"),
         min,
       ),
       clear,
     ),
-    peopleSet,
+    ...people.elements,
+    objects.element,
     filterNote,
   );
 
@@ -165,10 +152,34 @@ export async function render(root, ctx) {
 
   const source = el("div", { class: "search-source" });
   const summary = statusLine("");
+  const order = el(
+    "select",
+    { id: "search-sort" },
+    el("option", { value: "relevance" }, "Relevance"),
+    el("option", { value: "newest" }, "Newest first"),
+    el("option", { value: "oldest" }, "Oldest first"),
+  );
+  order.value = filters.sort;
+  order.addEventListener("change", () => setFilters({ sort: order.value }));
+  const resultsBar = el(
+    "div",
+    { class: "results-bar" },
+    summary,
+    el("p", { class: "sort-field" }, el("label", { for: "search-sort" }, "Sort by"), order),
+  );
   const grid = new PhotoGrid({ label: "Search results", tile: scoredTile });
   const empty = el("div", { class: "search-empty" });
   const sentinel = el("div", { class: "sentinel" });
-  root.append(heading("Search"), form, filterPanel, source, summary, grid.element, empty, sentinel);
+  root.append(
+    heading("Search"),
+    form,
+    filterPanel,
+    source,
+    resultsBar,
+    grid.element,
+    empty,
+    sentinel,
+  );
 
   let run = null; // { controller, offset, more, ids, loading }
 
@@ -194,7 +205,7 @@ export async function render(root, ctx) {
         setViewerList(current.ids.slice(), current.more ? loadMore : null, "Search results");
         if (current.offset === 0) await showEmpty(page, current);
         else {
-          summary.textContent = `${plural(current.offset, "photo")} for ${describe(what)}${current.more ? ", more as you scroll" : ""}.`;
+          summary.textContent = resultLine(page, current);
           summary.className = "note";
         }
         return current.more;
@@ -212,15 +223,28 @@ export async function render(root, ctx) {
     return current.loading;
   }
 
+  /** "12 photos for “dog”, newest first." A date order sorts the best `candidates` hits by
+   * relevance: when the list is that full, more photos may match, and the line says so. */
+  function resultLine(page, current) {
+    const sort = page.sort || filters.sort;
+    let line = `${plural(current.offset, "photo")} for ${describe(what, filters)}`;
+    if (what || sort !== "relevance") line += `, ${ORDER_NAMES[sort] || sort}`;
+    if (current.more) line += ", more as you scroll";
+    if (sort !== "relevance" && page.candidates && page.total === page.candidates)
+      line += ` (the ${page.candidates.toLocaleString()} best matches, by date)`;
+    return `${line}.`;
+  }
+
   /** Start (again) from the first page: a new search or changed filters. */
   function start() {
     if (run) run.controller.abort();
     grid.clear();
     empty.replaceChildren();
-    if (!what) {
+    if (!what && !filters.text) {
       run = null;
       setViewerList([]);
-      summary.textContent = "Describe what you are looking for, or search by an image.";
+      summary.textContent =
+        "Describe what you are looking for, search by an image, or by the text in the photo.";
       summary.className = "note";
       return;
     }
@@ -267,8 +291,8 @@ export async function render(root, ctx) {
       if (reason === "below_min_score")
         lines.push(`No photo reaches the cut-off of ${filters.minScore}.`);
       else if (filtersActive(filters))
-        lines.push(`No photo matches ${describe(what)} with these filters.`);
-      else lines.push(`No photo matches ${describe(what)}.`);
+        lines.push(`No photo matches ${describe(what, filters)} with these filters.`);
+      else lines.push(`No photo matches ${describe(what, filters)}.`);
     }
     // Offer the way out that fits the reason (both when the server gave none).
     if (reason !== "nothing_indexed" && reason !== "below_min_score" && filtersActive(filters)) {
@@ -337,21 +361,16 @@ export async function render(root, ctx) {
   // --- filters: the address follows them; a running search starts again -------------------
 
   function countFilters() {
-    const n =
-      [
-        filters.folder,
-        filters.from,
-        filters.to,
-        filters.collection,
-        filters.minScore !== null,
-      ].filter(Boolean).length + filters.people.length;
-    filterCount.textContent = n ? ` (${n} set)` : "";
+    const n = filterCount(filters);
+    filterBadge.textContent = n ? ` (${n} set)` : "";
   }
 
   function setFilters(changes) {
     Object.assign(filters, changes);
     countFilters();
     min.value = filters.minScore === null ? "" : String(filters.minScore);
+    textFilter.value = filters.text;
+    order.value = filters.sort;
     replaceQuery(addressOf(what && !what.file ? what : null, filters));
     start();
   }
@@ -363,11 +382,32 @@ export async function render(root, ctx) {
     if (select) select.value = "";
     const coll = root.querySelector("#search-collection");
     if (coll) coll.value = "";
-    for (const box of people.querySelectorAll("input")) box.checked = false;
-    setFilters({ folder: "", from: "", to: "", people: [], collection: null });
+    people.clear();
+    objects.clear();
+    setFilters({
+      folder: "",
+      from: "",
+      to: "",
+      people: [],
+      match: "all",
+      without: [],
+      onlyPeople: false,
+      collection: null,
+      text: "",
+      objects: [],
+    });
   }
 
   from.addEventListener("change", () => setFilters({ from: from.value }));
+  // The words apply on Enter or on leaving the field (change), once per new value.
+  const applyText = () => {
+    const text = textFilter.value.trim();
+    if (text !== filters.text) setFilters({ text });
+  };
+  textFilter.addEventListener("change", applyText);
+  textFilter.addEventListener("keydown", (event) => {
+    if (event.key === "Enter") applyText();
+  });
   to.addEventListener("change", () => setFilters({ to: to.value }));
   min.addEventListener("change", () => {
     const value = min.value === "" ? null : Number(min.value);
@@ -381,10 +421,11 @@ export async function render(root, ctx) {
   });
 
   async function loadChoices() {
-    const [folders, persons, collections] = await Promise.allSettled([
+    const [folders, persons, collections, labels] = await Promise.allSettled([
       loadFolders(ctx.signal),
       api("/api/v1/persons", { signal: ctx.signal }),
       api("/api/v1/collections", { signal: ctx.signal }),
+      api("/api/v1/objects", { signal: ctx.signal }),
     ]);
     if (ctx.signal.aborted) return;
     if (folders.status === "fulfilled") {
@@ -396,9 +437,10 @@ export async function render(root, ctx) {
         el("p", { class: "note error" }, `Folders unavailable: ${folders.reason.message}`),
       );
     }
-    if (persons.status === "fulfilled") showPeople(persons.value);
-    else
-      people.replaceChildren(statusLine(`People unavailable: ${persons.reason.message}`, "error"));
+    if (persons.status === "fulfilled") people.show(persons.value);
+    else people.fail(persons.reason.message);
+    if (labels.status === "fulfilled") objects.show(labels.value);
+    else objects.unavailable(labels.reason);
     if (collections.status === "fulfilled") {
       const select = el(
         "select",
@@ -425,46 +467,15 @@ export async function render(root, ctx) {
     }
   }
 
-  function showPeople(persons) {
-    const named = persons.filter((p) => !p.hidden);
-    if (!named.length) {
-      people.replaceChildren(
-        el(
-          "p",
-          { class: "note" },
-          "No named people yet: ",
-          el("a", { href: "/people", "data-nav": true }, "name faces on the People page"),
-          " to search by them.",
-        ),
-      );
-      return;
-    }
-    const chosen = new Set(filters.people);
-    people.replaceChildren(
-      ...named.map((person) => {
-        const id = `search-person-${person.id}`;
-        const box = el("input", {
-          type: "checkbox",
-          id,
-          value: person.id,
-          checked: chosen.has(person.id),
-        });
-        box.addEventListener("change", () => {
-          const ids = [...people.querySelectorAll("input:checked")].map((b) => Number(b.value));
-          setFilters({ people: ids });
-        });
-        return el("span", { class: "person-choice" }, box, el("label", { for: id }, person.name));
-      }),
-    );
-  }
-
   // --- starting a search ----------------------------------------------------------------------
 
   form.addEventListener("submit", (event) => {
     event.preventDefault();
     const text = input.value.trim();
     if (!text) {
-      input.focus();
+      // An empty box searches the words of the photos' text alone, when they are set.
+      if (filters.text && what) navigate(`/search?${addressOf(null, filters)}`);
+      else input.focus();
       return;
     }
     const url = `/search?${addressOf({ query: text }, filters)}`;
