@@ -1,5 +1,6 @@
 // The photo viewer (/photos/:id), an overlay above the grid that opened it: the preview with the
-// faces drawn on it, the photo's details, similar photos, previous/next through the opening
+// faces (and, on demand, the detected objects) drawn on it, the photo's details, the text read in
+// it and its objects (viewer-content.js), similar photos, previous/next through the opening
 // grid's list (lib/photos.js setViewerList; the timeline's order on a direct load), delete and
 // add to a collection. Keys: ArrowLeft/ArrowRight step, Escape closes; focus stays in the
 // overlay and returns to the photo's tile on close.
@@ -20,6 +21,7 @@ import {
 } from "../lib/dom.js";
 import { PhotoGrid, getViewerList, photoTile, setViewerList } from "../lib/photos.js";
 import { closeOverlay, navigate } from "../lib/router.js";
+import { objectBoxes, objectsSection, textSection } from "./viewer-content.js";
 import { collectionPicker } from "./viewer-collections.js";
 
 const SIMILAR = 12;
@@ -399,7 +401,8 @@ export async function render(root, { params, signal }) {
   const boxes = el("div", { class: "face-boxes" });
   frame.style.setProperty("--ratio", String(asset.width / Math.max(1, asset.height)));
   frame.style.setProperty("--width", `${asset.width}px`);
-  frame.replaceChildren(image, boxes);
+  const objectLayer = objectBoxes(asset);
+  frame.replaceChildren(...[image, boxes, objectLayer].filter(Boolean));
 
   const original = el(
     "a",
@@ -421,9 +424,19 @@ export async function render(root, { params, signal }) {
     },
     { class: "ghost", "aria-pressed": "true", hidden: true },
   );
+  // Object boxes start hidden: faces are what most people look for on a photo.
+  const toggleObjects = button(
+    "Show objects",
+    () => {
+      const hidden = objectLayer.classList.toggle("off");
+      toggleObjects.textContent = hidden ? "Show objects" : "Hide objects";
+      toggleObjects.setAttribute("aria-pressed", String(!hidden));
+    },
+    { class: "ghost", "aria-pressed": "false", hidden: !objectLayer },
+  );
   picker = collectionPicker(asset, signal);
   const del = button("Delete", remove, { class: "ghost danger", "data-control": "delete" });
-  actions.append(toggleFaces, original, picker.toggle, del);
+  actions.append(toggleFaces, toggleObjects, original, picker.toggle, del);
 
   const faceList = el("ul", { class: "faces viewer-faces", "aria-label": "People in this photo" });
   const facesSection = el(
@@ -441,7 +454,9 @@ export async function render(root, { params, signal }) {
       picker.panel,
       details(asset, camera),
       processingNote(asset),
+      textSection(asset),
       facesSection,
+      objectsSection(asset),
       el(
         "section",
         { class: "viewer-section", "aria-labelledby": "viewer-similar" },
