@@ -197,7 +197,7 @@ def test_text_search_with_filters_survives_reload_and_back(
         wait_for_results(page, len(ids))
 
         # People: photos showing everyone ticked.
-        page.get_by_label("Eileen Collins").check()
+        page.locator("#search-with").get_by_label("Eileen Collins").check()
         wait_for_results(page, 1)
         assert shown_ids(page) == {ids["astronaut.png"]}
         assert "people=" in page.url
