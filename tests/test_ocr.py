@@ -136,6 +136,12 @@ def test_model_sources_say_what_is_missing(tmp_path: Path) -> None:
     absent = ModelSource("ocr", "ocr_model", "package:no_such_package_here/models")
     with pytest.raises(ModelUnavailableError, match=r"no_such_package_here.*not installed"):
         resolve(absent, settings)
+    smaller = Settings(data_dir=tmp_path, offline=True, ocr_detect_side=640)
+    entry = model_entries(smaller, "cpu")["ocr"]
+    model = entry.build(entry.resolve(smaller))
+    assert isinstance(model, OcrReader)
+    assert model.det_max_side == 640
+    assert model.preprocess(sign_image()).det_input.shape == (3, 480, 640)
     (tmp_path / "only_det.onnx").write_bytes(b"")
     with pytest.raises(ModelUnavailableError, match=r"exactly one \*rec\*\.onnx"):
         find_model_files(tmp_path)

@@ -106,7 +106,12 @@ def model_entries(settings: Settings, device: str) -> dict[str, ModelEntry]:
         from viewfinder.models.ocr import OcrReader
 
         cpu_only = ["CPUExecutionProvider"] if device == "cpu" else None
-        return OcrReader(path, threads=settings.torch_threads, providers=cpu_only)
+        return OcrReader(
+            path,
+            det_max_side=settings.ocr_detect_side,
+            threads=settings.torch_threads,
+            providers=cpu_only,
+        )
 
     face_setting = "mtcnn_model" if settings.face_detector == "mtcnn" else "yunet_model"
     entries = [
