@@ -22,7 +22,8 @@ def worker(
     kinds: Annotated[
         str | None,
         typer.Option(
-            help="Comma-separated work this process does: embed, faces, caption, jobs "
+            help="Comma-separated work this process does: embed, faces, caption, objects, "
+            "ocr, jobs "
             "(default: VIEWFINDER_WORKER_KINDS, else every kind)."
         ),
     ] = None,
