@@ -10,7 +10,8 @@
 # PyPI's Linux wheels by default, or the index given as TORCH_INDEX (for example
 # https://download.pytorch.org/whl/cu128). The CUDA libraries come inside those wheels, so both
 # variants share this slim base; the host needs only the NVIDIA driver and container toolkit.
-# torchvision is never installed (constraints.txt says why); the build fails if anything pulls it.
+# torchvision is never installed (constraints.txt says why); the build fails if anything pulls it,
+# and if anything pulls opencv-python (the OCR models come from rapidocr, which needs the headless one).
 
 FROM python:3.11-slim AS build
 
@@ -35,6 +36,9 @@ RUN case "$VARIANT" in \
         ".[postgres,s3,qdrant,int8]" \
     && if pip show torchvision >/dev/null 2>&1; then \
         echo "torchvision was installed: it breaks transformers; see constraints.txt" >&2 && exit 1; \
+    fi \
+    && if pip show opencv-python >/dev/null 2>&1; then \
+        echo "opencv-python was installed: it clashes with opencv-python-headless" >&2 && exit 1; \
     fi
 
 FROM python:3.11-slim

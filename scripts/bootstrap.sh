@@ -26,5 +26,11 @@ if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
     echo "torchvision is installed in .venv: it breaks transformers on the CPU torch; remove it" >&2
     exit 1
   fi
+  # The same cv2 as opencv-python-headless, but needing libGL: nothing may bring it in (the OCR
+  # models come from rapidocr, which depends on the headless build).
+  if .venv/bin/python -m pip show --quiet opencv-python >/dev/null 2>&1; then
+    echo "opencv-python is installed in .venv: it clashes with opencv-python-headless; remove it" >&2
+    exit 1
+  fi
   echo "$want" >"$stamp"
 fi
