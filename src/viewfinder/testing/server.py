@@ -11,6 +11,7 @@ from collections.abc import Callable
 from typing import Any, Self
 
 import httpx
+from pydantic import AliasChoices
 
 from viewfinder.settings import Settings
 
@@ -37,6 +38,15 @@ def wait_until_serving(
         time.sleep(0.1)
 
 
+def _env_name(field: str) -> str:
+    """The variable a setting is read from: its alias's first choice where the name differs
+    (``ocr_enabled`` is ``VIEWFINDER_OCR``), else ``VIEWFINDER_<FIELD>``."""
+    alias = Settings.model_fields[field].validation_alias
+    if isinstance(alias, AliasChoices) and isinstance(alias.choices[0], str):
+        return alias.choices[0]
+    return alias if isinstance(alias, str) else f"VIEWFINDER_{field.upper()}"
+
+
 def settings_env(settings: Settings, extra: dict[str, str] | None = None) -> dict[str, str]:
     """This process's environment with ``settings`` as ``VIEWFINDER_*`` variables (lists
     comma-separated), so a child process builds the same settings."""
@@ -45,7 +55,7 @@ def settings_env(settings: Settings, extra: dict[str, str] | None = None) -> dic
         if value is None or isinstance(value, dict):
             continue
         shown = ",".join(str(v) for v in value) if isinstance(value, list) else str(value)
-        env[f"VIEWFINDER_{name.upper()}"] = shown
+        env[_env_name(name)] = shown
     env.update(extra or {})
     return env
 
