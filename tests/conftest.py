@@ -71,7 +71,7 @@ def make_settings(tmp_path: Path, tiny_models: dict[str, Path], **overrides: Any
         "yunet_model": str(SHARED_MODELS / "yunet" / "face_detection_yunet_opencv_zoo.onnx"),
         "mtcnn_model": str(SHARED_MODELS / "mtcnn"),
         "face_recognizer_model": str(SHARED_MODELS / "mobilefacenet" / "mobilefacenet.onnx"),
-        "ocr_enabled": False,  # on by default; tests/test_ocr.py turns it on where it is tested
+        "ocr_enabled": False,  # the default; tests/test_ocr.py turns it on where it is tested
         "fetch_allow_hosts": ["127.0.0.1:*"],  # loopback test servers listen on random ports
         "model_idle_ttl_s": 0,
         "batch_max_wait_ms": 2,

@@ -217,6 +217,12 @@ def test_search_for_dogs_with_the_objects_filter(served: Served) -> None:
     assert (
         hit_ids(client.post("/api/v1/search", json={**body, "objects": ["dog", "zebra"]})) == set()
     )
+    # The filter alone (no query): every image a dog was found in, newest first.
+    alone = client.post("/api/v1/search", json={"objects": ["dog"], "k": 50})
+    assert alone.status_code == 200, alone.text
+    assert hit_ids(alone) == found
+    nothing = client.post("/api/v1/search", json={"objects": ["dog", "zebra"]}).json()
+    assert (nothing["hits"], nothing["reason"]) == ([], "no_match_filters")
 
     # The image search takes the filter as a form field.
     query = shared_data("person_scenes", "darknet__dog.jpg").read_bytes()

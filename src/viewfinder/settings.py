@@ -185,8 +185,10 @@ class Settings(BaseSettings):
     worker_batch_pixels: int = Field(64_000_000, ge=1, validation_alias=_env("WORKER_BATCH_PIXELS"))
     task_max_attempts: int = Field(3, ge=1, validation_alias=_env("TASK_MAX_ATTEMPTS"))
     caption_assets: bool = Field(False, validation_alias=_env("CAPTION_ASSETS"))
-    # Read the text in every image (OCR) into assets.text, where search finds it.
-    ocr_enabled: bool = Field(True, validation_alias=_env("OCR"))
+    # Read the text in every image (OCR) into assets.text, where search finds it. Off by default:
+    # it costs ~147 ms per 1024-pixel photo on 2 CPUs (benchmarks/ocr.py), over the ~100 ms an
+    # always-on background task may cost.
+    ocr_enabled: bool = Field(False, validation_alias=_env("OCR"))
     # The OCR detector sees images at most this large (longer side): 640 costs ~20 % less and
     # misses more small print, 960 reads more of it at ~1.8x the cost (benchmarks/ocr.py).
     ocr_detect_side: int = Field(736, ge=320, le=2048, validation_alias=_env("OCR_DETECT_SIDE"))

@@ -27,6 +27,7 @@ from viewfinder.library.filters import (
     count_matching_embedded,
     permitted,
 )
+from viewfinder.library.objects import OBJECTS_TASK
 from viewfinder.library.ocr import OCR_TASK, text_matches
 from viewfinder.library.processing import CLIP_MODEL, EMBED_TASK
 from viewfinder.library.stores import VectorStore
@@ -128,7 +129,7 @@ class SearchService:
             raise InvalidInputError(f"asset {asset_id} is not embedded yet; retry when processed")
         return vectors[asset_id]
 
-    def find_text(
+    def find_filtered(
         self,
         filters: SearchFilters,
         *,
@@ -136,12 +137,15 @@ class SearchService:
         offset: int = 0,
         order: Literal["newest", "oldest"] = "newest",
     ) -> SearchResult:
-        """A search by the text in the images alone (no query, no image): the images whose text
-        has every word of ``filters.text_words`` (and pass the other filters), newest first by
-        default (capture date, else upload date, then id). Each hit matches every word, so
-        ``score`` and ``text_match`` are 1 and there is no similarity (0)."""
-        if not filters.text_words:
-            raise InvalidInputError("a search needs a query, an image, or words of their text")
+        """A search by filters alone (no query, no image): the images that pass them, such as
+        those whose text has every word of ``filters.text_words`` or that show a dog
+        (``filters.objects``), newest first by default (capture date, else upload date, then
+        id). Every hit passes every filter, so ``score`` is 1, ``text_match`` 1 when words were
+        asked for, and there is no similarity (0)."""
+        if not filters.active:
+            raise InvalidInputError(
+                "a search needs a query, an image, or filters (text, objects, people...)"
+            )
         if not 1 <= k <= MAX_RESULTS or offset < 0 or offset + k > 10 * MAX_RESULTS:
             raise InvalidInputError(
                 f"k must be 1..{MAX_RESULTS} and offset + k at most {10 * MAX_RESULTS}"
@@ -149,6 +153,7 @@ class SearchService:
         _check_people(filters)
         if filters.collection_id is not None:
             self._require_collection(filters.collection_id)
+        text_match = 1.0 if filters.text_words else 0.0
         with self._sessions() as session:
             taken = assets_repo.taken_at()
             ranks = (
@@ -164,17 +169,19 @@ class SearchService:
                 .limit(k)
             )
             assets = list(session.scalars(page))
-            hits = [SearchHit(a, 1.0, 0.0, 0.0, 1.0) for a in assets]
+            hits = [SearchHit(a, 1.0, 0.0, 0.0, text_match) for a in assets]
             if hits:
                 return SearchResult(hits)
             matching = count_matching(session, filters)
             if matching and offset > 0:
                 return SearchResult([], "past_the_end", f"no more results after offset {offset}")
-            waiting = tasks_repo.task_counts(session, OCR_TASK)
-        pending = waiting["pending"] + waiting["running"]
-        words = ", ".join(filters.text_words)
-        more = f"; {pending} image{'' if pending == 1 else 's'} not read yet" if pending else ""
-        return SearchResult([], "no_match_filters", f"no image's text has all of: {words}{more}")
+            unread = _unprocessed(session, filters)
+        if filters.text_words:
+            words = ", ".join(filters.text_words)
+            return SearchResult(
+                [], "no_match_filters", f"no image's text has all of: {words}{unread}"
+            )
+        return SearchResult([], "no_match_filters", f"no image matches the filters{unread}")
 
     def search(
         self,
@@ -388,6 +395,22 @@ def _check_people(filters: SearchFilters) -> None:
 def _score(similarity: float, caption_match: float, text_match: float) -> float:
     """The ranking key of a hit (see CAPTION_WEIGHT and TEXT_WEIGHT)."""
     return similarity + CAPTION_WEIGHT * caption_match + TEXT_WEIGHT * text_match**2
+
+
+def _unprocessed(session: Session, filters: SearchFilters) -> str:
+    """ "; N images not read yet" (and/or not looked at for objects) when the filters ask for
+    what background work has not produced for every image yet, else ""."""
+    waits = []
+    for wanted, kind, what in (
+        (filters.text_words, OCR_TASK, "read"),
+        (filters.objects, OBJECTS_TASK, "looked at for objects"),
+    ):
+        if wanted:
+            counts = tasks_repo.task_counts(session, kind)
+            pending = counts["pending"] + counts["running"]
+            if pending:
+                waits.append(f"{pending} image{'' if pending == 1 else 's'} not {what} yet")
+    return "; " + ", ".join(waits) if waits else ""
 
 
 def _images(n: int) -> str:

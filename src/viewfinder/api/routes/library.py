@@ -360,12 +360,12 @@ def _filters(body: SearchIn) -> SearchFilters:
 
 @router.post("/search", response_model=SearchOut, responses=error_responses(400, 404, 413))
 def search(body: SearchIn, request: Request, lib: LibraryDep) -> SearchOut:
-    """Search by text (``query``) or by a stored image (``asset_id``), not both; or by the words
-    of the images' text alone (``text`` without either)."""
+    """Search by text (``query``) or by a stored image (``asset_id``), not both; or by filters
+    alone (``text``, ``objects``, people... without either), newest first."""
     if body.query is not None and body.asset_id is not None:
         raise InvalidInputError("give one of 'query' (text) or 'asset_id', not both")
     if body.query is None and body.asset_id is None:
-        return _text_only(body, request, lib)
+        return _filters_only(body, request, lib)
     if body.query is not None:
         vector = lib.search.text_vector(body.query)
     else:
@@ -385,17 +385,19 @@ def search(body: SearchIn, request: Request, lib: LibraryDep) -> SearchOut:
     return _hits(request, result, body.k, body.offset, body.sort)
 
 
-def _text_only(body: SearchIn, request: Request, lib: Library) -> SearchOut:
-    """A search with neither ``query`` nor ``asset_id``: the images whose text has the words."""
+def _filters_only(body: SearchIn, request: Request, lib: Library) -> SearchOut:
+    """A search with neither ``query`` nor ``asset_id``: the images that pass the filters (the
+    words of their text, objects, people...), newest first."""
     filters = _filters(body)
-    if not filters.text_words:
+    if not filters.active:
         raise InvalidInputError(
-            "give 'query' (text), 'asset_id' (an image), or 'text' (words the images contain)"
+            "give 'query' (text), 'asset_id' (an image), or filters such as 'text' (words the "
+            "images contain) or 'objects'"
         )
     if body.min_score is not None:
         raise InvalidInputError("min_score bounds the similarity to a 'query' or 'asset_id'")
     order: Literal["newest", "oldest"] = "oldest" if body.sort == "oldest" else "newest"
-    result = lib.search.find_text(filters, k=body.k, offset=body.offset, order=order)
+    result = lib.search.find_filtered(filters, k=body.k, offset=body.offset, order=order)
     return _hits(request, result, body.k, body.offset, body.sort)
 
 
