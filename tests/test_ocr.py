@@ -250,7 +250,7 @@ BAD_SEARCHES: list[tuple[dict[str, Any], str]] = [
     ({}, "give 'query' (text), 'asset_id' (an image), or filters such as 'text'"),
     ({"text": "  !!  "}, "give 'query' (text), 'asset_id' (an image), or filters such as 'text'"),
     ({"query": "dog", "asset_id": 1}, "not both"),
-    ({"text": "harbour", "min_score": 0.2}, "min_score bounds the similarity"),
+    ({"text": "harbour", "min_score": 0.2}, "min_score and candidates bound the similarity"),
     ({"query": "dog", "text": " ".join(f"w{i}" for i in range(21))}, "at most 20 words"),
 ]
 

@@ -285,3 +285,33 @@ def test_impossible_people_filters_are_refused(served: Served) -> None:
             "/api/v1/search/image", files={"file": ("q.jpg", jpeg((1, 2, 3)))}, data=form
         )
         assert response.status_code == status, (form, response.text)
+
+
+def test_a_search_by_filters_alone_lists_what_passes_them_by_date(
+    served: Served, dated: list[Uploaded]
+) -> None:
+    """No query and no image: the images the filters allow, newest first (relevance has no
+    meaning here, so the answer says which order it used)."""
+
+    def alone(**body: Any) -> Any:
+        return served.client.post("/api/v1/search", json={"k": 50, **body})
+
+    everyone = alone(exclude_person_ids=[10_000])  # a filter every image passes
+    assert everyone.status_code == 200, everyone.text
+    assert ids(everyone.json()) == newest_first(dated)
+    assert everyone.json()["sort"] == "newest"
+    oldest = alone(exclude_person_ids=[10_000], sort="oldest").json()
+    assert (ids(oldest), oldest["sort"]) == (newest_first(dated)[::-1], "oldest")
+    page = alone(exclude_person_ids=[10_000], k=2, offset=2).json()
+    assert ids(page) == newest_first(dated)[2:4]
+    for bounded in ({"min_score": 0.2}, {"candidates": 10}):
+        refused = alone(exclude_person_ids=[10_000], **bounded)
+        assert refused.status_code == 400, refused.text
+        assert "bound the similarity" in refused.json()["detail"]
+    # A filter on what a switched-off kind would produce says how to switch it on.
+    unread = alone(text="harbour").json()
+    assert (unread["hits"], unread["reason"]) == ([], "no_match_filters")
+    assert "VIEWFINDER_OCR=1" in unread["message"], unread["message"]
+    nobody = alone(person_ids=[10_000]).json()
+    assert (nobody["hits"], nobody["reason"]) == ([], "no_match_filters")
+    assert "VIEWFINDER" not in nobody["message"]

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Literal
+from typing import Any
 
 from fastapi import Request
 from pydantic import BaseModel, Field
@@ -11,10 +11,10 @@ from sqlalchemy import inspect
 
 from viewfinder.api.params import DbInt, DbText
 from viewfinder.db.models import Asset, AssetObject, Job
+from viewfinder.library.search import SearchSort
 
 # People a search filter may name in each list.
 MAX_PEOPLE = 20
-SearchSortName = Literal["relevance", "newest", "oldest"]
 
 
 # The longest ``text`` a search may require of images, and the most words in it.
@@ -271,7 +271,7 @@ class SearchIn(BaseModel):
         description='Only images in which all these objects were detected: COCO labels ("dog", '
         '"cat", "car"; plurals and case are forgiven, "Dogs" is "dog"). See GET /api/v1/objects.',
     )
-    sort: SearchSortName = Field(
+    sort: SearchSort = Field(
         "relevance",
         description="relevance (best first), or newest / oldest: the candidates that pass the "
         "filters and min_score, by capture date (else upload date), then id.",
@@ -310,7 +310,7 @@ class SearchOut(BaseModel):
         "no_results.",
     )
     message: str | None = Field(None, description="The reason as a sentence for a person.")
-    sort: SearchSortName = Field("relevance", description="The order of the hits.")
+    sort: SearchSort = Field("relevance", description="The order of the hits.")
     total: int | None = Field(
         None,
         description="A date sort: how many hits the ordered list holds (page it with offset and "

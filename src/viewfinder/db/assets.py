@@ -11,7 +11,7 @@ from typing import Literal, TypeVar
 
 import numpy as np
 from numpy.typing import NDArray
-from sqlalchemy import ColumnElement, Select, delete, func, or_, select
+from sqlalchemy import ColumnElement, Select, case, delete, func, or_, select
 from sqlalchemy.orm import Session
 
 from viewfinder.db.models import Asset, AssetTask, TaskState
@@ -229,13 +229,25 @@ def known_uris(
     return {u for u in s.scalars(select(field).where(field.in_(list(uris)))) if u}
 
 
-def captioned_with_any(s: Session, words: Sequence[str], limit: int) -> list[tuple[int, str]]:
-    """(id, caption) of assets whose caption contains one of ``words`` (case-blind), by id."""
+def captioned_with_any(
+    s: Session,
+    words: Sequence[str],
+    limit: int,
+    conditions: Sequence[ColumnElement[bool]] = (),
+) -> list[tuple[int, str]]:
+    """(id, caption) of assets whose caption contains one of ``words`` (case-blind) and that
+    meet ``conditions``: those containing the most words first (then by id), at most ``limit``."""
     lowered = func.lower(Asset.caption)
+    found = [lowered.contains(w) for w in words]
     stmt = (
         select(Asset.id, Asset.caption)
-        .where(Asset.caption.is_not(None), or_(*(lowered.contains(w) for w in words)))
-        .order_by(Asset.id)
+        .where(Asset.caption.is_not(None), or_(*found), *conditions)
+        .order_by(count_true(found).desc(), Asset.id)
         .limit(limit)
     )
     return [(int(i), c or "") for i, c in s.execute(stmt)]
+
+
+def count_true(conditions: Sequence[ColumnElement[bool]]) -> ColumnElement[int]:
+    """SQL: how many of ``conditions`` hold for a row (to rank rows by words matched)."""
+    return sum((case((c, 1), else_=0) for c in conditions[1:]), case((conditions[0], 1), else_=0))

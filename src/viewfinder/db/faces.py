@@ -7,10 +7,10 @@ from dataclasses import dataclass
 
 import numpy as np
 from numpy.typing import NDArray
-from sqlalchemy import ColumnElement, delete, exists, func, insert, select
+from sqlalchemy import ColumnElement, delete, func, select
 from sqlalchemy.orm import Session
 
-from viewfinder.db.models import Asset, AssetTask, Face, Person, TaskState, utcnow
+from viewfinder.db.models import Face, Person
 from viewfinder.db.statements import IN_CHUNK
 from viewfinder.db.vectors import decode_vectors, encode_vector
 from viewfinder.models.types import BoxXYXY
@@ -132,34 +132,6 @@ def delete_faces_of_asset(s: Session, asset_id: int) -> int:
     """Delete an asset's faces; returns how many there were."""
     stmt = delete(Face).where(Face.asset_id == asset_id).returning(Face.id)
     return len(s.execute(stmt).all())
-
-
-def enqueue_missing_tasks(s: Session, kind: str, limit: int | None = None) -> int:
-    """Give a pending ``kind`` task to assets that have none (those stored before the kind
-    existed or while it was switched off), lowest asset id first; returns how many.
-
-    Assets whose task is done or failed are left alone: re-processing is ``enqueue_task``."""
-    has_task = exists().where(AssetTask.asset_id == Asset.id, AssetTask.kind == kind)
-    stmt = select(Asset.id).where(~has_task).order_by(Asset.id)
-    if limit is not None:
-        stmt = stmt.limit(limit)
-    asset_ids = list(s.scalars(stmt))
-    if asset_ids:
-        now = utcnow()
-        s.execute(
-            insert(AssetTask),
-            [
-                {
-                    "asset_id": asset_id,
-                    "kind": kind,
-                    "state": TaskState.PENDING.value,
-                    "attempts": 0,
-                    "updated_at": now,
-                }
-                for asset_id in asset_ids
-            ],
-        )
-    return len(asset_ids)
 
 
 def _face_filters(

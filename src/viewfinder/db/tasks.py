@@ -11,10 +11,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import datetime
 
-from sqlalchemy import ColumnElement, case, func, literal, select, update
+from sqlalchemy import ColumnElement, case, exists, func, insert, literal, select, update
 from sqlalchemy.orm import Session
 
-from viewfinder.db.models import AssetTask, TaskState, utcnow
+from viewfinder.db.models import Asset, AssetTask, TaskState, utcnow
 from viewfinder.db.statements import IN_CHUNK, claimable, upsert
 
 # Keep a runaway traceback from bloating the task table.
@@ -279,3 +279,31 @@ def retrying_count(s: Session, kind: str) -> int:
         AssetTask.attempts > 0,
     )
     return int(s.scalar(stmt) or 0)
+
+
+def enqueue_missing_tasks(s: Session, kind: str, limit: int | None = None) -> int:
+    """Give a pending ``kind`` task to assets that have none (those stored before the kind
+    existed or while it was switched off), lowest asset id first; returns how many.
+
+    Assets whose task is done or failed are left alone: re-processing is ``enqueue_task``."""
+    has_task = exists().where(AssetTask.asset_id == Asset.id, AssetTask.kind == kind)
+    stmt = select(Asset.id).where(~has_task).order_by(Asset.id)
+    if limit is not None:
+        stmt = stmt.limit(limit)
+    asset_ids = list(s.scalars(stmt))
+    if asset_ids:
+        now = utcnow()
+        s.execute(
+            insert(AssetTask),
+            [
+                {
+                    "asset_id": asset_id,
+                    "kind": kind,
+                    "state": TaskState.PENDING.value,
+                    "attempts": 0,
+                    "updated_at": now,
+                }
+                for asset_id in asset_ids
+            ],
+        )
+    return len(asset_ids)

@@ -199,7 +199,7 @@ class BackfillReport:
 def enqueue_backfill(sessions: sessionmaker[Session], limit: int | None = None) -> int:
     """Give a pending faces task to up to ``limit`` assets that have none; returns how many."""
     with sessions.begin() as session:
-        return face_repo.enqueue_missing_tasks(session, FACES_TASK, limit)
+        return tasks_repo.enqueue_missing_tasks(session, FACES_TASK, limit)
 
 
 def unsettled_faces_tasks(sessions: sessionmaker[Session]) -> int:

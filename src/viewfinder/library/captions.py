@@ -6,7 +6,9 @@ singular alike) that it contains as whole words."""
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 
+from sqlalchemy import ColumnElement
 from sqlalchemy.orm import Session
 
 from viewfinder.db import assets as assets_repo
@@ -63,11 +65,14 @@ def caption_match(caption: str, words: list[str]) -> float:
     return sum(1 for w in words if w in present) / len(words)
 
 
-def caption_matches(session: Session, text: str) -> dict[int, float]:
-    """Asset id -> match fraction for captions mentioning at least one content word."""
+def caption_matches(
+    session: Session, text: str, conditions: Sequence[ColumnElement[bool]] = ()
+) -> dict[int, float]:
+    """Asset id -> match fraction for captions mentioning at least one content word, among the
+    assets meeting ``conditions`` (a search's filters)."""
     words = content_words(text)
     if not words:
         return {}
-    rows = assets_repo.captioned_with_any(session, words, MAX_CAPTION_CANDIDATES)
+    rows = assets_repo.captioned_with_any(session, words, MAX_CAPTION_CANDIDATES, conditions)
     matches = {asset_id: caption_match(caption, words) for asset_id, caption in rows}
     return {i: m for i, m in matches.items() if m > 0}

@@ -6,17 +6,17 @@ ordering, and Qdrant turns folder and capture date into payload filters."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable
 from dataclasses import dataclass, replace
 from datetime import datetime
 
 import numpy as np
 from numpy.typing import NDArray
-from sqlalchemy import ColumnElement, func, select
+from sqlalchemy import ColumnElement, exists, func, select
 from sqlalchemy.orm import Session
 
 from viewfinder.db import assets as assets_repo
 from viewfinder.db.models import Asset, AssetObject, CollectionMember, Embedding, Face
+from viewfinder.library.words import has_word
 
 
 @dataclass(frozen=True)
@@ -84,26 +84,27 @@ def asset_conditions(filters: SearchFilters) -> list[ColumnElement[bool]]:
         )
         conditions.append(Asset.id.in_(with_any))
     if filters.exclude_person_ids:
-        with_excluded = select(Face.asset_id).where(
-            Face.person_id.in_(sorted(set(filters.exclude_person_ids)))
+        # NOT EXISTS, not NOT IN: PostgreSQL plans it as an anti-join.
+        conditions.append(
+            ~exists().where(
+                Face.asset_id == Asset.id,
+                Face.person_id.in_(sorted(set(filters.exclude_person_ids))),
+            )
         )
-        conditions.append(Asset.id.not_in(with_excluded))
     if filters.only_people:
         named = sorted(set(filters.person_ids) | set(filters.any_person_ids))
         # A face named as anyone else (clusterable or not: a user may name a small face by hand),
         # or a recognisable face of no one yet, rules the image out.
-        someone_else = select(Face.asset_id).where(
-            Face.person_id.not_in(named) | (Face.person_id.is_(None) & Face.clusterable.is_(True))
+        someone_else = Face.person_id.not_in(named) | (
+            Face.person_id.is_(None) & Face.clusterable.is_(True)
         )
-        conditions.append(Asset.id.not_in(someone_else))
+        conditions.append(~exists().where(Face.asset_id == Asset.id, someone_else))
     if filters.collection_id is not None:
         members = select(CollectionMember.asset_id).where(
             CollectionMember.collection_id == filters.collection_id
         )
         conditions.append(Asset.id.in_(members))
-    for word in dict.fromkeys(filters.text_words):
-        escaped = word.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-        conditions.append(Asset.text_words.like(f"% {escaped} %", escape="\\"))
+    conditions.extend(has_word(Asset.text_words, w) for w in dict.fromkeys(filters.text_words))
     if filters.objects:
         labels = sorted(set(filters.objects))
         with_objects = (
@@ -121,15 +122,6 @@ def matching_ids(session: Session, filters: SearchFilters) -> NDArray[np.int64]:
     stmt = select(Asset.id).where(*asset_conditions(filters)).order_by(Asset.id)
     result = session.connection().execute(stmt)
     return np.fromiter((row[0] for row in result), dtype=np.int64)
-
-
-def permitted(session: Session, asset_ids: Iterable[int], filters: SearchFilters) -> set[int]:
-    """Which of ``asset_ids`` the filters allow."""
-    wanted = list(asset_ids)
-    if not wanted:
-        return set()
-    stmt = select(Asset.id).where(Asset.id.in_(wanted), *asset_conditions(filters))
-    return set(session.scalars(stmt))
 
 
 def count_matching(session: Session, filters: SearchFilters) -> int:

@@ -33,14 +33,14 @@ from viewfinder.library.ingest import IngestService
 from viewfinder.library.job_kinds import JOB_KINDS
 from viewfinder.library.jobs import JOBS_KIND, JobRunner
 from viewfinder.library.objects import OBJECTS_TASK, ObjectProcessor, ObjectService
-from viewfinder.library.objects import enqueue_missing as enqueue_missing_objects
-from viewfinder.library.ocr import OCR_TASK, OcrProcessor, enqueue_missing
+from viewfinder.library.ocr import OCR_TASK, OcrProcessor
 from viewfinder.library.processing import (
     CLIP_MODEL,
     CaptionProcessor,
     EmbeddingProcessor,
     TaskProcessor,
     TaskWorker,
+    enqueue_missing,
 )
 from viewfinder.library.search import SearchService
 from viewfinder.library.status import StatusService
@@ -157,7 +157,13 @@ class Library:
             workers[0],
             workers,
             ingest,
-            SearchService(sessions, pool, index, settings.max_image_pixels),
+            SearchService(
+                sessions,
+                pool,
+                index,
+                settings.max_image_pixels,
+                tuple(w.kind for w in workers),
+            ),
             ClusterService(sessions, settings.kmeans_clusters, settings.kmeans_batch_size),
             DuplicateFinder(sessions, index),
             ClassifierTrainer(sessions, classifiers, FetchPolicy.from_settings(settings)),
@@ -209,14 +215,11 @@ class Library:
         """Bring the vector store in step with the database, then start the chosen workers."""
         kinds = self.chosen_kinds()
         self.index.open()
-        if OCR_TASK in kinds:  # images stored before OCR was switched on are read now
-            queued = enqueue_missing(self.sessions)
-            if queued:
-                log.info("queued %d earlier images for OCR", queued)
-        if OBJECTS_TASK in kinds:  # images stored before objects were switched on
-            queued = enqueue_missing_objects(self.sessions)
-            if queued:
-                log.info("queued %d earlier images for object detection", queued)
+        for kind in (OCR_TASK, OBJECTS_TASK):  # images stored before the kind was switched on
+            if kind in kinds:
+                queued = enqueue_missing(self.sessions, kind)
+                if queued:
+                    log.info("queued %d earlier images for %s", queued, kind)
         if not self.settings.worker_threads:
             return
         # The embedded SQLite default has one process, so every running task at start is an

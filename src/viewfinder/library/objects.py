@@ -13,7 +13,6 @@ from typing import Any
 from PIL import Image
 from sqlalchemy.orm import Session, sessionmaker
 
-from viewfinder.db import faces as faces_repo
 from viewfinder.db import objects as objects_repo
 from viewfinder.db.models import Asset
 from viewfinder.errors import InvalidInputError
@@ -103,13 +102,6 @@ class ObjectProcessor:
 
     def after_commit(self, results: dict[int, Any]) -> None:
         return
-
-
-def enqueue_missing(sessions: sessionmaker[Session]) -> int:
-    """Give an ``objects`` task to every asset without one (stored before objects were turned
-    on, or while they were off); returns how many. Cheap when there are none: one query."""
-    with sessions.begin() as session:
-        return faces_repo.enqueue_missing_tasks(session, OBJECTS_TASK)
 
 
 def _singulars(word: str) -> list[str]:

@@ -1,23 +1,23 @@
 """Text in images (OCR) as a background processing kind: each image's text is read once, stored on
 the asset (``text``, and its words in ``text_words`` for filters and ranking), and searched by
 ``library.search``. Images stored before OCR was switched on get their task when a library with
-OCR starts (``enqueue_missing``)."""
+OCR starts (``processing.enqueue_missing``)."""
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from typing import Any
 
 from PIL import Image
-from sqlalchemy import or_, select
-from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy import ColumnElement, or_, select
+from sqlalchemy.orm import Session
 
-from viewfinder.db.faces import enqueue_missing_tasks
+from viewfinder.db.assets import count_true
 from viewfinder.db.models import Asset
 from viewfinder.library.captions import STOPWORDS
 from viewfinder.library.processing import run_isolated
-from viewfinder.library.words import stored_words, words_of
+from viewfinder.library.words import has_word, stored_words, words_of
 from viewfinder.models.ocr import OcrResult
 from viewfinder.runtime.pool import ModelPool
 
@@ -62,17 +62,6 @@ def _text(result: OcrResult) -> str:
     return result.text
 
 
-def enqueue_missing(sessions: sessionmaker[Session]) -> int:
-    """Give an OCR task to every asset that has none (stored before OCR was on); returns how
-    many. Another process doing the same at the same moment makes this one a no-op."""
-    try:
-        with sessions.begin() as session:
-            return enqueue_missing_tasks(session, OCR_TASK)
-    except IntegrityError:
-        log.info("another process is queueing the OCR of earlier images")
-        return 0
-
-
 MAX_TEXT_CANDIDATES = 2000
 
 
@@ -82,16 +71,21 @@ def query_words(text: str) -> list[str]:
     return [w for w in words_of(text) if w not in STOPWORDS]
 
 
-def text_matches(session: Session, text: str) -> dict[int, float]:
+def text_matches(
+    session: Session, text: str, conditions: Sequence[ColumnElement[bool]] = ()
+) -> dict[int, float]:
     """Asset id -> the fraction of the query's words found (as whole words) in the text read
-    in the image, for the images whose text has at least one of them."""
+    in the image, for the images whose text has at least one of them and that meet
+    ``conditions`` (a search's filters): those with the most words first, at most
+    ``MAX_TEXT_CANDIDATES``."""
     words = query_words(text)
     if not words:
         return {}
+    found = [has_word(Asset.text_words, w) for w in words]
     stmt = (
         select(Asset.id, Asset.text_words)
-        .where(or_(*(Asset.text_words.like(f"% {_escaped(w)} %", escape="\\") for w in words)))
-        .order_by(Asset.id)
+        .where(or_(*found), *conditions)
+        .order_by(count_true(found).desc(), Asset.id)
         .limit(MAX_TEXT_CANDIDATES)
     )
     matches = {}
@@ -99,7 +93,3 @@ def text_matches(session: Session, text: str) -> dict[int, float]:
         present = set((stored or "").split())
         matches[int(asset_id)] = sum(1 for w in words if w in present) / len(words)
     return {i: m for i, m in matches.items() if m > 0}
-
-
-def _escaped(word: str) -> str:
-    return word.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")

@@ -19,6 +19,7 @@ from typing import Any, Protocol
 
 import numpy as np
 from PIL import Image
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from viewfinder.db import assets as assets_repo
@@ -69,6 +70,18 @@ def run_isolated(model: LoadedModel, items: Sequence[Any]) -> list[Any]:
             except Exception as exc:  # noqa: BLE001
                 outputs.append(exc)
         return outputs
+
+
+def enqueue_missing(sessions: sessionmaker[Session], kind: str) -> int:
+    """Give a ``kind`` task to every asset that has none (stored before the kind was switched
+    on, or while it was off); returns how many. Another process doing the same at the same
+    moment (their inserts clash on the task's key) makes this one a no-op."""
+    try:
+        with sessions.begin() as session:
+            return tasks_repo.enqueue_missing_tasks(session, kind)
+    except IntegrityError:
+        log.info("another process is queueing the %s tasks of earlier images", kind)
+        return 0
 
 
 class TaskProcessor(Protocol):

@@ -25,7 +25,6 @@ from viewfinder.library.filters import (
     asset_conditions,
     count_matching,
     count_matching_embedded,
-    permitted,
 )
 from viewfinder.library.objects import OBJECTS_TASK
 from viewfinder.library.ocr import OCR_TASK, text_matches
@@ -91,6 +90,7 @@ class SearchResult:
     # most it could hold (``total == candidates``: more images may match than were ordered).
     total: int | None = None
     candidates: int | None = None
+    sort: SearchSort | None = None  # the order the hits are in, when not the one asked for
 
 
 class SearchService:
@@ -100,11 +100,15 @@ class SearchService:
         pool: ModelPool,
         index: VectorStore,
         max_image_pixels: int = 50_000_000,
+        task_kinds: tuple[str, ...] = (),
     ) -> None:
         self._sessions = sessions
         self._pool = pool
         self._index = index
         self._max_pixels = max_image_pixels
+        # The background kinds this library runs: a filter on what a kind that is switched off
+        # would produce (text, objects) says so when it finds nothing.
+        self._task_kinds = task_kinds
 
     def text_vector(self, text: str) -> NDArray[np.float32]:
         text = text.strip()
@@ -135,21 +139,30 @@ class SearchService:
         *,
         k: int = 10,
         offset: int = 0,
-        order: Literal["newest", "oldest"] = "newest",
+        sort: SearchSort = "newest",
+        min_score: float | None = None,
+        candidates: int | None = None,
     ) -> SearchResult:
         """A search by filters alone (no query, no image): the images that pass them, such as
         those whose text has every word of ``filters.text_words`` or that show a dog
-        (``filters.objects``), newest first by default (capture date, else upload date, then
-        id). Every hit passes every filter, so ``score`` is 1, ``text_match`` 1 when words were
-        asked for, and there is no similarity (0)."""
+        (``filters.objects``), newest first unless ``sort`` is ``oldest`` (capture date, else
+        upload date, then id; there is no relevance to sort by). Every hit passes every filter,
+        so ``score`` is 1, ``text_match`` 1 when words were asked for, and there is no
+        similarity (0): ``min_score`` and ``candidates`` have nothing to bound."""
         if not filters.active:
             raise InvalidInputError(
-                "a search needs a query, an image, or filters (text, objects, people...)"
+                "give 'query' (text), 'asset_id' (an image), or filters such as 'text' (words "
+                "the images contain) or 'objects'"
+            )
+        if min_score is not None or candidates is not None:
+            raise InvalidInputError(
+                "min_score and candidates bound the similarity to a 'query' or 'asset_id'"
             )
         if not 1 <= k <= MAX_RESULTS or offset < 0 or offset + k > 10 * MAX_RESULTS:
             raise InvalidInputError(
                 f"k must be 1..{MAX_RESULTS} and offset + k at most {10 * MAX_RESULTS}"
             )
+        order: SearchSort = "oldest" if sort == "oldest" else "newest"
         _check_people(filters)
         if filters.collection_id is not None:
             self._require_collection(filters.collection_id)
@@ -171,17 +184,37 @@ class SearchService:
             assets = list(session.scalars(page))
             hits = [SearchHit(a, 1.0, 0.0, 0.0, text_match) for a in assets]
             if hits:
-                return SearchResult(hits)
+                return SearchResult(hits, sort=order)
             matching = count_matching(session, filters)
             if matching and offset > 0:
-                return SearchResult([], "past_the_end", f"no more results after offset {offset}")
-            unread = _unprocessed(session, filters)
+                return SearchResult(
+                    [], "past_the_end", f"no more results after offset {offset}", sort=order
+                )
+            unread = _unprocessed(session, filters) + self._switched_off(filters)
         if filters.text_words:
             words = ", ".join(filters.text_words)
             return SearchResult(
-                [], "no_match_filters", f"no image's text has all of: {words}{unread}"
+                [], "no_match_filters", f"no image's text has all of: {words}{unread}", sort=order
             )
-        return SearchResult([], "no_match_filters", f"no image matches the filters{unread}")
+        return SearchResult(
+            [], "no_match_filters", f"no image matches the filters{unread}", sort=order
+        )
+
+    def _switched_off(self, filters: SearchFilters) -> str:
+        """ "; ... is off" for a filter on what a switched-off kind would produce, else ""."""
+        off = [
+            hint
+            for wanted, kind, hint in (
+                (
+                    filters.text_words,
+                    OCR_TASK,
+                    "reading the text in images is off: VIEWFINDER_OCR=1",
+                ),
+                (filters.objects, OBJECTS_TASK, "object detection is off: VIEWFINDER_OBJECTS=1"),
+            )
+            if wanted and kind not in self._task_kinds
+        ]
+        return "".join(f"; {hint}" for hint in off)
 
     def search(
         self,
@@ -329,7 +362,9 @@ class SearchService:
             if filters is not None:
                 matching = count_matching(session, filters)
                 if matching == 0:
-                    return "no_match_filters", "no image matches the filters"
+                    return "no_match_filters", "no image matches the filters" + self._switched_off(
+                        filters
+                    )
                 if count_matching_embedded(session, filters, CLIP_MODEL) == 0:
                     return (
                         "filtered_not_indexed",
@@ -355,16 +390,15 @@ class SearchService:
         ranks one list."""
         if not text:
             return {}, {}
+        # The filters go into the word queries: their candidates are the best-matching images
+        # the search may return, not the first ones of the whole library.
+        conditions = asset_conditions(filters) if filters is not None else []
         with self._sessions() as session:
-            boosts = caption_matches(session, text)
-            reads = text_matches(session, text)
+            boosts = caption_matches(session, text, conditions)
+            reads = text_matches(session, text, conditions)
             for found in (boosts, reads):
                 if exclude is not None:
                     found.pop(exclude, None)
-            if filters is not None and (boosts or reads):
-                allowed = permitted(session, set(boosts) | set(reads), filters)
-                boosts = {i: b for i, b in boosts.items() if i in allowed}
-                reads = {i: b for i, b in reads.items() if i in allowed}
             extra = [i for i in dict.fromkeys([*boosts, *reads]) if i not in similarity]
             vectors = embeddings_repo.get_embeddings(session, CLIP_MODEL, extra) if extra else {}
         for asset_id, vector in vectors.items():

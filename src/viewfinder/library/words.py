@@ -5,6 +5,9 @@ from __future__ import annotations
 
 import re
 
+from sqlalchemy import ColumnElement
+from sqlalchemy.orm import InstrumentedAttribute
+
 # Letters and digits of any script ("café", "1987", "東京"), never punctuation.
 _WORD = re.compile(r"[^\W_]+")
 
@@ -19,3 +22,10 @@ def stored_words(text: str) -> str:
     (" harbour 1987 "), so a whole word is ``LIKE '% word %'``."""
     words = _WORD.findall(text.casefold())
     return f" {' '.join(words)} " if words else ""
+
+
+def has_word(column: InstrumentedAttribute[str | None], word: str) -> ColumnElement[bool]:
+    """SQL: the stored words (``stored_words``) in ``column`` include ``word`` as a whole word
+    (LIKE's wildcards in it escaped, so it matches literally on every database)."""
+    escaped = word.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    return column.like(f"% {escaped} %", escape="\\")

@@ -329,7 +329,7 @@ def _hits(
         offset=offset,
         reason=result.empty_reason,
         message=result.empty_message,
-        sort=sort,
+        sort=result.sort or sort,
         total=result.total,
         candidates=result.candidates,
     )
@@ -388,16 +388,14 @@ def search(body: SearchIn, request: Request, lib: LibraryDep) -> SearchOut:
 def _filters_only(body: SearchIn, request: Request, lib: Library) -> SearchOut:
     """A search with neither ``query`` nor ``asset_id``: the images that pass the filters (the
     words of their text, objects, people...), newest first."""
-    filters = _filters(body)
-    if not filters.active:
-        raise InvalidInputError(
-            "give 'query' (text), 'asset_id' (an image), or filters such as 'text' (words the "
-            "images contain) or 'objects'"
-        )
-    if body.min_score is not None:
-        raise InvalidInputError("min_score bounds the similarity to a 'query' or 'asset_id'")
-    order: Literal["newest", "oldest"] = "oldest" if body.sort == "oldest" else "newest"
-    result = lib.search.find_filtered(filters, k=body.k, offset=body.offset, order=order)
+    result = lib.search.find_filtered(
+        _filters(body),
+        k=body.k,
+        offset=body.offset,
+        sort=body.sort,
+        min_score=body.min_score,
+        candidates=body.candidates,
+    )
     return _hits(request, result, body.k, body.offset, body.sort)
 
 
