@@ -39,10 +39,11 @@ def task(op_id: str, kind: str, **params: Any) -> dict[str, Any]:
 
 
 class _Counting(http.server.SimpleHTTPRequestHandler):
-    """Serves the web root; ``/slow/NAME`` waits before answering. Counts requests and the
-    most that ran at once."""
+    """Serves the web root; ``/slow/NAME`` waits before answering, ``/held/NAME`` until
+    ``release`` is set. Counts requests and the most that ran at once."""
 
     lock = threading.Lock()
+    release = threading.Event()
     running = 0
     most = 0
     hits = 0
@@ -57,6 +58,9 @@ class _Counting(http.server.SimpleHTTPRequestHandler):
             if self.path.startswith("/slow/"):
                 time.sleep(0.25)
                 self.path = self.path.removeprefix("/slow")
+            elif self.path.startswith("/held/"):
+                cls.release.wait(timeout=30)
+                self.path = self.path.removeprefix("/held")
             super().do_GET()
         finally:
             with cls.lock:
@@ -255,6 +259,43 @@ def test_past_the_url_cap_is_413_and_bad_requests_fetch_nothing(api: TestClient,
         ).json()["items"]
         == [{"image_url": f"{site}/red.png", "results": {}}] * MAX_URLS
     )
+
+
+def test_batches_past_the_process_limit_are_told_to_retry(
+    api: TestClient, batch_services: Services, site: str
+) -> None:
+    """VIEWFINDER_ANALYZE_BATCH_REQUESTS (2 by default) batches run at once; another is a 429
+    with Retry-After at once (it holds nothing), and is served once one finishes."""
+    assert batch_services.settings.analyze_batch_requests == 2
+    body = {"image_urls": [f"{site}/held/red.png"], "tasks": [task("d", "embed_dino_v2")]}
+    _Counting.reset()
+    _Counting.release.clear()
+    answers: list[int] = []
+    running = [
+        threading.Thread(
+            target=lambda: answers.append(api.post("/analyze_images/", json=body).status_code)
+        )
+        for _ in range(2)
+    ]
+    try:
+        for thread in running:
+            thread.start()
+        deadline = time.monotonic() + 10
+        while _Counting.running < 2 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert _Counting.running == 2  # both batches are downloading, holding their slots
+        refused = api.post("/analyze_images/", json={**body, "image_urls": [f"{site}/red.png"]})
+        assert refused.status_code == 429, refused.text
+        assert "VIEWFINDER_ANALYZE_BATCH_REQUESTS" in refused.json()["detail"]
+        assert "retry-after" in refused.headers
+        assert _Counting.hits == 2  # the refused batch downloaded nothing
+    finally:
+        _Counting.release.set()
+        for thread in running:
+            thread.join(timeout=30)
+    assert answers == [200, 200]
+    again = api.post("/analyze_images/", json={**body, "image_urls": [f"{site}/red.png"]})
+    assert again.status_code == 200, again.text
 
 
 def test_groups_never_hold_more_pixels_than_the_decode_budget(

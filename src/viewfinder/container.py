@@ -81,6 +81,7 @@ class Services:
             clip_models=clip_image_models(settings),
             batch_max_urls=settings.analyze_batch_max_urls,
             fetch_concurrency=settings.analyze_batch_fetch_concurrency,
+            batch_requests=settings.analyze_batch_requests,
             batch_max_images=settings.batch_max_size,
         )
         library = Library.open(settings, pool, classifiers) if with_library else None

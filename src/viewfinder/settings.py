@@ -248,9 +248,16 @@ class Settings(BaseSettings):
     )
     # POST /analyze_images/: the most URLs in one request (413 past it), and how many of its
     # images are downloaded at once.
-    analyze_batch_max_urls: int = Field(32, ge=1, validation_alias=_env("ANALYZE_BATCH_MAX_URLS"))
+    analyze_batch_max_urls: int = Field(
+        32, ge=1, le=1000, validation_alias=_env("ANALYZE_BATCH_MAX_URLS")
+    )
     analyze_batch_fetch_concurrency: int = Field(
         8, ge=1, le=64, validation_alias=_env("ANALYZE_BATCH_FETCH_CONCURRENCY")
+    )
+    # How many POST /analyze_images/ run at once in this process (429 past it): each may hold
+    # (fetch concurrency + batch size) downloaded files, so this bounds the process's total.
+    analyze_batch_requests: int = Field(
+        2, ge=1, le=64, validation_alias=_env("ANALYZE_BATCH_REQUESTS")
     )
 
     # --- image analyzer (seed 003) -------------------------------------------------------------

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import re
+import threading
 import time
 from collections import Counter, deque
 from collections.abc import Mapping, Sequence
@@ -99,6 +100,7 @@ class AnalysisService:
         batch_max_urls: int = 32,
         fetch_concurrency: int = 8,
         batch_max_images: int = 16,
+        batch_requests: int = 2,
     ) -> None:
         self._pool = pool
         self._classifiers = classifiers
@@ -108,6 +110,9 @@ class AnalysisService:
         self._batch_max_urls = batch_max_urls
         self._fetch_concurrency = fetch_concurrency
         self._batch_max_images = batch_max_images
+        # Batches running at once in this process: each holds up to fetch_concurrency +
+        # batch_max_images downloaded files, so this bounds what all of them hold together.
+        self._batch_slots = threading.BoundedSemaphore(batch_requests)
 
     @property
     def clip_models(self) -> list[str]:
@@ -148,13 +153,27 @@ class AnalysisService:
         at most ``batch_max_images`` whose decoded pixels are held together from the process's
         decode budget (a group never holds more than the budget; an image larger than it goes
         alone). So at most ``fetch_concurrency + batch_max_images`` downloaded files are in
-        memory, each within VIEWFINDER_MAX_DOWNLOAD_BYTES. Every model runs once per group."""
+        memory, each within VIEWFINDER_MAX_DOWNLOAD_BYTES, and at most ``batch_requests``
+        batches run in the process at once (OverloadedError, a 429, past it). Every model runs
+        once per group."""
         check_unique_ids(tasks)
         if len(urls) > self._batch_max_urls:
             raise TooLargeError(
                 f"{len(urls)} image URLs in one request; at most {self._batch_max_urls} "
                 "(VIEWFINDER_ANALYZE_BATCH_MAX_URLS): split the list into several requests."
             )
+        if not self._batch_slots.acquire(blocking=False):
+            raise OverloadedError(
+                "too many image batches are being analysed at once "
+                "(VIEWFINDER_ANALYZE_BATCH_REQUESTS); retry shortly",
+                retry_after_s=2.0,
+            )
+        try:
+            return self._analyze_urls(urls, tasks)
+        finally:
+            self._batch_slots.release()
+
+    def _analyze_urls(self, urls: Sequence[str], tasks: Sequence[Task]) -> list[UrlOutcome]:
         min_side = self._decode_side(tasks)
         unique = list(dict.fromkeys(urls))
         outcomes: dict[str, UrlOutcome] = {}

@@ -27,10 +27,17 @@ class AnalyzeImageResponse(BaseModel):
     results: dict[str, OperationResultOut]
 
 
+# The most image URLs a batch request may list at all (VIEWFINDER_ANALYZE_BATCH_MAX_URLS, below
+# it, is the cap that applies: a 413 naming the setting).
+MAX_IMAGE_URLS_PARSED = 1000
+
+
 class AnalyzeImagesRequest(BaseModel):
+    # A hard ceiling on what is even parsed; the configured cap (a 413) is checked after.
     image_urls: list[str] = Field(
+        max_length=MAX_IMAGE_URLS_PARSED,
         description="http(s) URLs of the images, analysed in this order (at most "
-        "VIEWFINDER_ANALYZE_BATCH_MAX_URLS of them: 413 past it)."
+        "VIEWFINDER_ANALYZE_BATCH_MAX_URLS of them: 413 past it).",
     )
     tasks: list[TaskIn] = Field(max_length=MAX_TASKS)
 
