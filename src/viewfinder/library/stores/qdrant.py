@@ -18,6 +18,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -307,11 +308,22 @@ class QdrantStore:
             # faces are assigned, merged and reassigned long after a vector is written,
             # collections are edited at will, text and objects arrive from their own workers,
             # so a payload copy would go stale; the database answers now.
+            # Excluded people go the other way (the few images showing them, must_not): as an
+            # allow-list they would name nearly every image of the library in each query.
+            wanted = replace(filters.sql_only(), exclude_person_ids=())
+            excluded = SearchFilters(any_person_ids=filters.exclude_person_ids)
             with self._sessions() as session:
-                allowed = matching_ids(session, filters.sql_only())
-            if allowed.size == 0:
-                return None
-            conditions.append(models.HasIdCondition(has_id=[int(i) for i in allowed]))
+                allowed = matching_ids(session, wanted) if wanted.needs_sql else None
+                shunned = matching_ids(session, excluded) if excluded.needs_sql else None
+            if allowed is not None:
+                if allowed.size == 0:
+                    return None
+                conditions.append(models.HasIdCondition(has_id=[int(i) for i in allowed]))
+            if shunned is not None and shunned.size:
+                return models.Filter(
+                    must=conditions,
+                    must_not=[models.HasIdCondition(has_id=[int(i) for i in shunned])],
+                )
         return models.Filter(must=conditions)
 
     @contextmanager
