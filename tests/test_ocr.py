@@ -246,6 +246,38 @@ def test_text_is_read_stored_shown_and_searched(client: TestClient) -> None:
     assert ids(response.json()) == [road]
 
 
+def upload_file(client: TestClient, path: Path) -> int:
+    response = client.post(
+        "/api/v1/assets", files=[("files", (path.name, path.read_bytes(), "image/jpeg"))]
+    )
+    assert response.status_code == 201, response.text
+    return int(response.json()[0]["asset"]["id"])
+
+
+def test_real_photos_are_found_by_the_words_on_them(client: TestClient) -> None:
+    """../shared's photos with text among photos without: the words read on the bus and on the
+    page, and a search for those words that returns that photo first."""
+    names = {
+        "page": ("captioned_skimage", "page.png"),
+        "bus": ("person_scenes", "yolov5__bus.jpg"),
+        "dog": ("person_scenes", "darknet__dog.jpg"),
+        "zebra": ("coco8", "coco8", "images", "train", "000000000034.jpg"),
+        "coffee": ("captioned_skimage", "coffee.png"),
+    }
+    uploaded = {key: upload_file(client, shared_data(*parts)) for key, parts in names.items()}
+    assets = wait_read(client, list(uploaded.values()))
+    read = {key: set(words_of(assets[i]["text"])) for key, i in uploaded.items()}
+    assert {"cero", "emisiones"} <= read["bus"], read["bus"]
+    assert {"segmentation", "markers", "coins"} <= read["page"], read["page"]
+    for query, first in (("cero emisiones", "bus"), ("segmentation of the coins", "page")):
+        found = search(client, query=query, k=5)
+        assert ids(found)[0] == uploaded[first], (query, found)
+        assert found["hits"][0]["text_match"] == 1.0
+    # Required words keep only the photo that shows them.
+    only = search(client, query="a street", text="emisiones", k=5)
+    assert ids(only) == [uploaded["bus"]]
+
+
 BAD_SEARCHES: list[tuple[dict[str, Any], str]] = [
     ({}, "give 'query' (text), 'asset_id' (an image), or filters such as 'text'"),
     ({"text": "  !!  "}, "give 'query' (text), 'asset_id' (an image), or filters such as 'text'"),
