@@ -97,9 +97,17 @@ export function dateRange(from, to) {
   return range;
 }
 
+/** The `sort` to send: null for relevance (the server's default); by filters alone there is no
+ * relevance, so newest unless oldest was asked for. */
+export function searchOrder(what, sort) {
+  if (!what) return sort === "oldest" ? "oldest" : "newest";
+  return sort && sort !== "relevance" ? sort : null;
+}
+
 /**
  * One page of results. `what` is {query} (text), {assetId} (similar to a stored photo), {file}
- * (an uploaded image) or null (only the words of the images' text: `filters.text` must be set);
+ * (an uploaded image) or null (a search by filters alone: the photos that pass them, newest
+ * first, or oldest with `sort: "oldest"`; at least one filter must be set);
  * `filters` = {folder, from, to, people: [ids], match: "all" | "any", without: [ids],
  * onlyPeople, collection, minScore, text, objects: [labels], sort}, every one optional.
  * Resolves the server's answer ({hits, k, offset, reason?, message?, sort, total?, ...}).
@@ -110,7 +118,7 @@ export async function searchPage(what, filters, offset, k, signal) {
   const fields = {
     folder: filters.folder || null,
     ...range,
-    // The words of the images' text alone rank nothing: no similarity to cut off.
+    // Filters alone rank nothing: no similarity to cut off (the server refuses min_score).
     min_score: what ? (filters.minScore ?? null) : null,
     person_ids: filters.match === "any" ? [] : people,
     any_person_ids: filters.match === "any" ? people : [],
@@ -120,7 +128,7 @@ export async function searchPage(what, filters, offset, k, signal) {
     collection_id: filters.collection || null,
     text: filters.text || null,
     objects: filters.objects || [],
-    sort: filters.sort && filters.sort !== "relevance" ? filters.sort : null,
+    sort: searchOrder(what, filters.sort),
   };
   if (what && what.file) {
     const form = new FormData();
@@ -146,8 +154,10 @@ export async function searchPage(what, filters, offset, k, signal) {
 // --- tiles -----------------------------------------------------------------------------------
 
 /** A search hit's tile (an asset carrying its hit's `score`): the photo link, its score shown on
- * hover and focus (and read as part of its name). */
+ * hover and focus (and read as part of its name); a plain tile when `score` is null (a search
+ * by filters alone ranks nothing). */
 export function scoredTile(asset) {
+  if (asset.score === null || asset.score === undefined) return photoTile(asset);
   const score = asset.score.toFixed(3);
   const tile = photoTile(asset, {
     label: `${asset.original_filename}, score ${score}`,

@@ -1,7 +1,8 @@
-// Search: by text, by an uploaded image (picker or drop), "similar to" a stored photo, or by the
-// words of the photos' text alone, with filters (folder, capture dates, people with / without /
-// only them, collection, text in the photo, detected objects, a similarity cut-off) and an order
-// (relevance, newest, oldest). The address holds the search (search-filters.js): a new search is
+// Search: by text, by an uploaded image (picker or drop), "similar to" a stored photo, or by
+// filters alone (an empty box: the photos that pass them, newest first), with filters (folder,
+// capture dates, people with / without / only them, collection, text in the photo, detected
+// objects, a similarity cut-off) and an order (relevance, newest, oldest; by filters alone there
+// is nothing to rank by, so newest or oldest). The address holds the search (search-filters.js): a new search is
 // a new history entry (Back returns to the previous one), a filter or order change replaces it.
 
 import { api, isAbort } from "../lib/api.js";
@@ -32,11 +33,15 @@ const ORDER_NAMES = {
   oldest: "oldest first",
 };
 
+/** What a search looks for: "“dog”", a file's name, "photo #3"; by filters alone, the objects
+ * and words asked for ("dog, car, and the words “harbour”"), else "" (people, folder...). */
 function describe(what, filters) {
-  if (!what) return filters && filters.text ? `the words “${filters.text}”` : "";
-  if (what.query !== undefined) return `“${what.query}”`;
-  if (what.file) return what.file.name || "your image";
-  return `photo #${what.assetId}`;
+  if (what && what.query !== undefined) return `“${what.query}”`;
+  if (what && what.file) return what.file.name || "your image";
+  if (what) return `photo #${what.assetId}`;
+  const parts = [...filters.objects];
+  if (filters.text) parts.push(`the words “${filters.text}”`);
+  return new Intl.ListFormat("en", { type: "conjunction" }).format(parts);
 }
 
 export async function render(root, ctx) {
@@ -152,14 +157,14 @@ export async function render(root, ctx) {
 
   const source = el("div", { class: "search-source" });
   const summary = statusLine("");
+  const relevance = el("option", { value: "relevance" }, "Relevance");
   const order = el(
     "select",
     { id: "search-sort" },
-    el("option", { value: "relevance" }, "Relevance"),
+    relevance,
     el("option", { value: "newest" }, "Newest first"),
     el("option", { value: "oldest" }, "Oldest first"),
   );
-  order.value = filters.sort;
   order.addEventListener("change", () => setFilters({ sort: order.value }));
   const resultsBar = el(
     "div",
@@ -197,8 +202,9 @@ export async function render(root, ctx) {
           current.controller.signal,
         );
         if (current !== run) return false;
-        // The grid lays out assets (their sizes); each carries its hit's score for its tile.
-        grid.add(page.hits.map((hit) => ({ ...hit.asset, score: hit.score })));
+        // The grid lays out assets (their sizes); each carries its hit's score for its tile (none
+        // by filters alone: every photo passes them, none is a better match).
+        grid.add(page.hits.map((hit) => ({ ...hit.asset, score: what ? hit.score : null })));
         for (const hit of page.hits) current.ids.push(hit.asset.id);
         current.offset += page.hits.length;
         current.more = page.hits.length === PAGE_SIZE && current.offset + PAGE_SIZE <= MAX_RESULTS;
@@ -227,7 +233,10 @@ export async function render(root, ctx) {
    * relevance: when the list is that full, more photos may match, and the line says so. */
   function resultLine(page, current) {
     const sort = page.sort || filters.sort;
-    let line = `${plural(current.offset, "photo")} for ${describe(what, filters)}`;
+    const found = describe(what, filters);
+    let line = `${plural(current.offset, "photo")} `;
+    if (what) line += `for ${found}`;
+    else line += found ? `with ${found}` : "passing the filters";
     if (what || sort !== "relevance") line += `, ${ORDER_NAMES[sort] || sort}`;
     if (current.more) line += ", more as you scroll";
     if (sort !== "relevance" && page.candidates && page.total === page.candidates)
@@ -235,16 +244,28 @@ export async function render(root, ctx) {
     return `${line}.`;
   }
 
+  /** The order menu and the cut-off follow what is searched: by filters alone there is no
+   * relevance to rank by or similarity to cut off (the server lists them newest first). */
+  function showRanking() {
+    const ranked = Boolean(what);
+    relevance.disabled = !ranked;
+    relevance.textContent = ranked ? "Relevance" : "Relevance (needs words or an image)";
+    order.value = ranked || filters.sort === "oldest" ? filters.sort : "newest";
+    min.disabled = !ranked;
+  }
+
   /** Start (again) from the first page: a new search or changed filters. */
   function start() {
     if (run) run.controller.abort();
     grid.clear();
     empty.replaceChildren();
-    if (!what && !filters.text) {
+    showRanking();
+    if (!what && !filtersActive(filters)) {
       run = null;
       setViewerList([]);
       summary.textContent =
-        "Describe what you are looking for, search by an image, or by the text in the photo.";
+        "Describe what you are looking for, search by an image, or set filters (objects, " +
+        "people, text in the photo…) to see every photo that passes them.";
       summary.className = "note";
       return;
     }
@@ -290,6 +311,7 @@ export async function render(root, ctx) {
     if (!lines.length) {
       if (reason === "below_min_score")
         lines.push(`No photo reaches the cut-off of ${filters.minScore}.`);
+      else if (!what) lines.push("No photo passes these filters.");
       else if (filtersActive(filters))
         lines.push(`No photo matches ${describe(what, filters)} with these filters.`);
       else lines.push(`No photo matches ${describe(what, filters)}.`);
@@ -370,7 +392,6 @@ export async function render(root, ctx) {
     countFilters();
     min.value = filters.minScore === null ? "" : String(filters.minScore);
     textFilter.value = filters.text;
-    order.value = filters.sort;
     replaceQuery(addressOf(what && !what.file ? what : null, filters));
     start();
   }
@@ -473,9 +494,11 @@ export async function render(root, ctx) {
     event.preventDefault();
     const text = input.value.trim();
     if (!text) {
-      // An empty box searches the words of the photos' text alone, when they are set.
-      if (filters.text && what) navigate(`/search?${addressOf(null, filters)}`);
-      else input.focus();
+      // An empty box lists the photos that pass the filters, when any is set.
+      if (what && filtersActive(filters)) {
+        const url = `/search?${addressOf(null, filters)}`;
+        navigate(url, { replace: url === location.pathname + location.search });
+      } else input.focus();
       return;
     }
     const url = `/search?${addressOf({ query: text }, filters)}`;

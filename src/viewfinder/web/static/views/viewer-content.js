@@ -66,8 +66,9 @@ function byLabel(objects) {
   return [...labels.values()].sort((a, b) => b.score - a.score);
 }
 
-/** The objects detected in the photo: a list of labels with their scores (each a link to the
- * photos with that object, ranked by the label as a query); null when none was detected. */
+/** The objects detected in the photo: a list of labels with their scores (each a link to every
+ * photo with that object, newest first: a search by that filter alone); null when none was
+ * detected. */
 export function objectsSection(asset) {
   const objects = Array.isArray(asset.objects) ? asset.objects : [];
   if (!objects.length) return null;
@@ -86,8 +87,7 @@ export function objectsSection(asset) {
           el(
             "a",
             {
-              // The label as the query too: a search needs words (or an image) to rank by.
-              href: `/search?${new URLSearchParams({ q: label, objects: label })}`,
+              href: `/search?${new URLSearchParams({ objects: label })}`,
               "data-nav": true,
               title: `Photos with ${label}`,
             },
