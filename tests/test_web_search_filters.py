@@ -311,6 +311,74 @@ def test_text_in_the_photo_alone_and_with_a_query(
         assert errors == []
 
 
+def test_filters_alone_list_the_photos_that_pass_them_newest_first(
+    server: str, ids: dict[str, int], person_ids: dict[str, int], browser: Browser
+) -> None:
+    ann = person_ids["Ann"]
+    with ui_page(browser, server, "/search") as (page, errors):
+        note = page.locator(".results-bar .note")
+        note.filter(has_text="set filters").wait_for()
+        objects = page.locator("#search-objects")
+        order = page.get_by_label("Sort by")
+
+        # An object alone, the box empty: every photo with a dog, newest first, nothing ranked.
+        body = searched(page, lambda: objects.get_by_label("dog").check())
+        assert body == {"k": 60, "offset": 0, "objects": ["dog"], "sort": "newest"}
+        assert shown(page, ids) == ["park.png", "street.png"]
+        assert note.inner_text() == "2 photos with dog, newest first."
+        assert query_of(page) == {"objects": "dog"}
+        assert order.input_value() == "newest"
+        relevance = order.locator('option[value="relevance"]')
+        assert relevance.is_disabled()
+        assert relevance.inner_text() == "Relevance (needs words or an image)"
+        assert page.get_by_label("Minimum similarity").is_disabled()
+        assert page.locator(f"{RESULTS} .score").count() == 0  # nothing is a better match
+        assert accessibility_violations(page) == []
+        screenshot(page, "search-filters-alone")
+
+        body = searched(page, lambda: order.select_option("oldest"))
+        assert body["sort"] == "oldest"
+        assert "query" not in body
+        assert shown(page, ids) == ["street.png", "park.png"]
+        assert query_of(page) == {"objects": "dog", "sort": "oldest"}
+
+        # A person alone, in the order chosen.
+        objects.get_by_label("dog").uncheck()
+        note.filter(has_text="set filters").wait_for()
+        body = searched(page, lambda: page.locator("#search-with").get_by_label("Ann").check())
+        assert body == {"k": 60, "offset": 0, "person_ids": [ann], "sort": "oldest"}
+        assert shown(page, ids) == ["harbour.png", "street.png", "park.png", "party.png"]
+        assert note.inner_text() == "4 photos passing the filters, oldest first."
+        assert query_of(page) == {"people": str(ann), "sort": "oldest"}
+
+        # Words rank again: a new address with relevance back; Back returns to the filters alone.
+        body = searched(page, enter(page.get_by_label("Describe a photo"), "a photo"))
+        assert body["query"] == "a photo"
+        assert not relevance.is_disabled()
+        assert page.get_by_label("Minimum similarity").is_enabled()
+        searched(page, page.go_back)
+        assert query_of(page) == {"people": str(ann), "sort": "oldest"}
+        assert page.get_by_label("Describe a photo").input_value() == ""
+        assert shown(page, ids) == ["harbour.png", "street.png", "park.png", "party.png"]
+
+        # An empty box submitted under a query lists what passes the filters (a new address).
+        searched(page, enter(page.get_by_label("Describe a photo"), "a photo"))
+        body = searched(page, enter(page.get_by_label("Describe a photo"), ""))
+        assert "query" not in body
+        assert query_of(page) == {"people": str(ann), "sort": "oldest"}
+        assert errors == []
+
+    # A shared address: the cut-off has nothing to bound (the server refuses it), so it is not
+    # sent; absent sort is newest.
+    with ui_page(browser, server, "/search") as (page, errors):
+        body = searched(page, lambda: page.goto(f"{server}/search?people={ann}&min=0.5"))
+        assert body == {"k": 60, "offset": 0, "person_ids": [ann], "sort": "newest"}
+        assert shown(page, ids) == ["party.png", "park.png", "street.png", "harbour.png"]
+        assert page.get_by_label("Sort by").input_value() == "newest"
+        assert page.locator("#search-with").get_by_label("Ann").is_checked()
+        assert errors == []
+
+
 def test_objects_filter_and_the_servers_empty_message(
     server: str, ids: dict[str, int], browser: Browser
 ) -> None:
@@ -447,11 +515,12 @@ def test_viewer_shows_copies_the_text_and_draws_the_objects(
         assert accessibility_violations(page) == []
         screenshot(page, "viewer-text-objects")
 
-        # A label is a search for the photos with that object.
-        objects.get_by_role("link", name="boat").click()
-        page.wait_for_url("**/search?q=boat&objects=boat")
-        page.locator(RESULTS).first.wait_for()
+        # A label lists every photo with that object, newest first: a search by it alone.
+        body = searched(page, lambda: objects.get_by_role("link", name="boat").click())
+        assert page.evaluate("location.pathname + location.search") == "/search?objects=boat"
+        assert body == {"k": 60, "offset": 0, "objects": ["boat"], "sort": "newest"}
         assert shown(page, ids) == ["harbour.png"]
+        assert page.get_by_label("Describe a photo").input_value() == ""
         assert errors == []
 
     # A photo without text or objects shows neither section nor the toggle.
