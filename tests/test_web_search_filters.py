@@ -330,7 +330,9 @@ def test_filters_alone_list_the_photos_that_pass_them_newest_first(
         assert order.input_value() == "newest"
         relevance = order.locator('option[value="relevance"]')
         assert relevance.is_disabled()
-        assert relevance.inner_text() == "Relevance (needs words or an image)"
+        hint = page.locator("#search-sort-hint")
+        assert hint.inner_text() == "Relevance needs words or an image"
+        assert order.get_attribute("aria-describedby") == "search-sort-hint"
         assert page.get_by_label("Minimum similarity").is_disabled()
         assert page.locator(f"{RESULTS} .score").count() == 0  # nothing is a better match
         assert accessibility_violations(page) == []
@@ -355,6 +357,7 @@ def test_filters_alone_list_the_photos_that_pass_them_newest_first(
         body = searched(page, enter(page.get_by_label("Describe a photo"), "a photo"))
         assert body["query"] == "a photo"
         assert not relevance.is_disabled()
+        assert hint.is_hidden()
         assert page.get_by_label("Minimum similarity").is_enabled()
         searched(page, page.go_back)
         assert query_of(page) == {"people": str(ann), "sort": "oldest"}

@@ -166,11 +166,23 @@ export async function render(root, ctx) {
     el("option", { value: "oldest" }, "Oldest first"),
   );
   order.addEventListener("change", () => setFilters({ sort: order.value }));
+  // Why Relevance is greyed out by filters alone (shown beside the menu, and read with it).
+  const orderHint = el(
+    "span",
+    { class: "sort-hint", id: "search-sort-hint", hidden: true },
+    "Relevance needs words or an image",
+  );
   const resultsBar = el(
     "div",
     { class: "results-bar" },
     summary,
-    el("p", { class: "sort-field" }, el("label", { for: "search-sort" }, "Sort by"), order),
+    el(
+      "p",
+      { class: "sort-field" },
+      orderHint,
+      el("label", { for: "search-sort" }, "Sort by"),
+      order,
+    ),
   );
   const grid = new PhotoGrid({ label: "Search results", tile: scoredTile });
   const empty = el("div", { class: "search-empty" });
@@ -249,7 +261,9 @@ export async function render(root, ctx) {
   function showRanking() {
     const ranked = Boolean(what);
     relevance.disabled = !ranked;
-    relevance.textContent = ranked ? "Relevance" : "Relevance (needs words or an image)";
+    orderHint.hidden = ranked;
+    if (ranked) order.removeAttribute("aria-describedby");
+    else order.setAttribute("aria-describedby", orderHint.id);
     order.value = ranked || filters.sort === "oldest" ? filters.sort : "newest";
     min.disabled = !ranked;
   }
