@@ -78,6 +78,18 @@ def list_assets(
 ) -> list[Asset]:
     """Assets matching the filters (see ``asset_filters``) in ``order``."""
     conditions = asset_filters(folder, include_subfolders, captured_from, captured_to)
+    return assets_where(s, conditions, order, limit=limit, offset=offset)
+
+
+def assets_where(
+    s: Session,
+    conditions: Sequence[ColumnElement[bool]],
+    order: AssetOrder,
+    *,
+    limit: int,
+    offset: int = 0,
+) -> list[Asset]:
+    """A page of the assets meeting ``conditions`` in ``order`` (see ``_ordered``)."""
     stmt = _ordered(select(Asset).where(*conditions), order).limit(limit).offset(offset)
     return list(s.scalars(stmt))
 

@@ -9,7 +9,6 @@ from typing import Literal
 
 import numpy as np
 from numpy.typing import NDArray
-from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from viewfinder.db import assets as assets_repo
@@ -158,30 +157,15 @@ class SearchService:
             raise InvalidInputError(
                 "min_score and candidates bound the similarity to a 'query' or 'asset_id'"
             )
-        if not 1 <= k <= MAX_RESULTS or offset < 0 or offset + k > 10 * MAX_RESULTS:
-            raise InvalidInputError(
-                f"k must be 1..{MAX_RESULTS} and offset + k at most {10 * MAX_RESULTS}"
-            )
-        order: SearchSort = "oldest" if sort == "oldest" else "newest"
+        _check_page(k, offset)
+        order: Literal["newest", "oldest"] = "oldest" if sort == "oldest" else "newest"
         _check_people(filters)
         if filters.collection_id is not None:
             self._require_collection(filters.collection_id)
         text_match = 1.0 if filters.text_words else 0.0
         with self._sessions() as session:
-            taken = assets_repo.taken_at()
-            ranks = (
-                (taken.desc(), Asset.id.desc())
-                if order == "newest"
-                else (taken.asc(), Asset.id.asc())
-            )
-            page = (
-                select(Asset)
-                .where(*asset_conditions(filters))
-                .order_by(*ranks)
-                .offset(offset)
-                .limit(k)
-            )
-            assets = list(session.scalars(page))
+            conditions = asset_conditions(filters)
+            assets = assets_repo.assets_where(session, conditions, order, limit=k, offset=offset)
             hits = [SearchHit(a, 1.0, 0.0, 0.0, text_match) for a in assets]
             if hits:
                 return SearchResult(hits, sort=order)
@@ -259,10 +243,7 @@ class SearchService:
         ``sort`` ``newest`` or ``oldest`` orders the candidates (see ``DATE_SORT_CANDIDATES``)
         that pass the filters and ``min_score`` by when they were taken, then pages that list
         with ``offset`` and ``k``; the result says how long it is (``total``)."""
-        if not 1 <= k <= MAX_RESULTS or offset < 0 or offset + k > 10 * MAX_RESULTS:
-            raise InvalidInputError(
-                f"k must be 1..{MAX_RESULTS} and offset + k at most {10 * MAX_RESULTS}"
-            )
+        _check_page(k, offset)
         depth = self._date_sort_depth(sort, candidates, min_score)
         if filters is not None:
             _check_people(filters)
@@ -411,6 +392,13 @@ class SearchService:
     def _assets(self, ids: list[int]) -> dict[int, Asset]:
         with self._sessions() as session:
             return assets_repo.assets_by_id(session, ids)
+
+
+def _check_page(k: int, offset: int) -> None:
+    if not 1 <= k <= MAX_RESULTS or offset < 0 or offset + k > 10 * MAX_RESULTS:
+        raise InvalidInputError(
+            f"k must be 1..{MAX_RESULTS} and offset + k at most {10 * MAX_RESULTS}"
+        )
 
 
 def _check_people(filters: SearchFilters) -> None:
