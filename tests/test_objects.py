@@ -6,7 +6,6 @@ backfill of images stored while objects were off."""
 
 from __future__ import annotations
 
-import shutil
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,7 +18,6 @@ from PIL import Image
 from sqlalchemy import func, select, text
 
 from tests.conftest import SHARED_MODELS, make_settings, requires_shared, shared_data
-from tests.db_fixtures import _reset_postgres
 from viewfinder.api.app import create_app
 from viewfinder.container import Services
 from viewfinder.db.models import AssetObject, AssetTask
@@ -130,24 +128,12 @@ def _settings(tmp_path: Path, tiny_models: dict[str, Path], **extra: Any) -> Any
     )
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-def served(
-    request: pytest.FixtureRequest, tmp_path: Path, tiny_models: dict[str, Path]
-) -> Iterator[Served]:
+@pytest.fixture
+def served(tmp_path: Path, tiny_models: dict[str, Path], database_url: str) -> Iterator[Served]:
     """The app with its worker threads running, on each database."""
     if not YOLOX_NANO.exists():
         pytest.skip("../shared/models/yolox is absent")
-    extra: dict[str, Any]
-    if request.param == "postgresql":
-        url, maintenance = request.getfixturevalue("postgres_test_database")
-        _reset_postgres(url, maintenance)
-        extra = {"database_url": url}
-    else:
-        path = tmp_path / "db" / "viewfinder.db"
-        path.parent.mkdir()
-        shutil.copyfile(request.getfixturevalue("sqlite_template"), path)
-        extra = {"database_url": f"sqlite:///{path}"}
-    settings = _settings(tmp_path, tiny_models, **extra)
+    settings = _settings(tmp_path, tiny_models, database_url=database_url)
     services = Services.build(settings, with_library=True)
     try:
         with TestClient(create_app(settings, services)) as client:

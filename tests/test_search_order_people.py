@@ -6,7 +6,6 @@ by the faces stored for each image, in both searches; impossible combinations ar
 
 from __future__ import annotations
 
-import shutil
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -15,27 +14,17 @@ import pytest
 from fastapi.testclient import TestClient
 
 from tests.conftest import make_settings
-from tests.db_fixtures import _reset_postgres, face_row
+from tests.db_fixtures import face_row
 from tests.test_library_ui_api import Served, Uploaded, jpeg, upload
 from viewfinder.api.app import create_app
 from viewfinder.container import Services
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-def served(
-    request: pytest.FixtureRequest, tmp_path: Path, tiny_models: dict[str, Path]
-) -> Iterator[Served]:
+@pytest.fixture
+def served(tmp_path: Path, tiny_models: dict[str, Path], database_url: str) -> Iterator[Served]:
     """The app with no worker threads on each backend: the tests embed when they choose."""
-    if request.param == "postgresql":
-        url, maintenance = request.getfixturevalue("postgres_test_database")
-        _reset_postgres(url, maintenance)
-    else:
-        path = tmp_path / "db" / "viewfinder.db"
-        path.parent.mkdir()
-        shutil.copyfile(request.getfixturevalue("sqlite_template"), path)
-        url = f"sqlite:///{path}"
     settings = make_settings(
-        tmp_path, tiny_models, worker_threads=0, faces_enabled=False, database_url=url
+        tmp_path, tiny_models, worker_threads=0, faces_enabled=False, database_url=database_url
     )
     services = Services.build(settings, with_library=True)
     try:
